@@ -1,0 +1,5 @@
+"""``python -m jobq`` runs the command line."""
+
+from jobq.cli import main
+
+main()

@@ -1,0 +1,164 @@
+"""Operator actions on jobs: look up, cancel, retry dead jobs, purge old records.
+
+Shared by ``JobHandle`` and the CLI, so both do exactly the same thing. Every state change goes
+through ``SpoolDir`` renames, so these are safe while workers run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+
+from jobq import layout as L
+from jobq.errors import JobNotFound
+from jobq.layout import JobFileName
+from jobq.model import CorruptJob, Outcome, decode_job, decode_record, encode_record
+from jobq.names import check_job_id
+from jobq.spool import Finish, SpoolDir, list_names
+
+__all__ = (
+    "cancel_job",
+    "job_queue",
+    "job_state",
+    "purge",
+    "retry_failed",
+    "retry_job",
+)
+
+
+def job_state(spool: SpoolDir, job_id: str) -> str:
+    """The state of ``job_id``.
+
+    Raises:
+        JobNotFound: if the spool has no such job.
+    """
+    check_job_id(job_id)
+    finished = spool.find_finished(job_id)
+    if finished is not None:
+        return os.path.basename(os.path.dirname(os.path.dirname(finished)))
+    waiting = spool.find_waiting(job_id)
+    if waiting is None:
+        raise JobNotFound(f"no job {job_id} in spool {spool.root}")
+    return waiting[0]
+
+
+def job_queue(spool: SpoolDir, job_id: str) -> str:
+    """The queue of ``job_id``.
+
+    Raises:
+        JobNotFound: if the spool has no such job.
+    """
+    check_job_id(job_id)
+    finished = spool.find_finished(job_id)
+    if finished is not None:
+        return os.path.basename(os.path.dirname(finished))
+    waiting = spool.find_waiting(job_id)
+    if waiting is None:
+        raise JobNotFound(f"no job {job_id} in spool {spool.root}")
+    return waiting[1].queue
+
+
+def cancel_job(spool: SpoolDir, job_id: str) -> bool:
+    """Cancel a job: at once if pending or scheduled, at its worker's next check if running.
+
+    Returns:
+        True if it was cancelled (or its cancellation requested), False if already finished.
+
+    Raises:
+        JobNotFound: if the spool has no such job.
+    """
+    check_job_id(job_id)
+    for _ in range(3):  # the job may move between our lookup and our rename
+        if spool.find_finished(job_id) is not None:
+            return False
+        waiting = spool.find_waiting(job_id)
+        if waiting is None:
+            if spool.find_finished(job_id) is not None:
+                return False
+            raise JobNotFound(f"no job {job_id} in spool {spool.root}")
+        state, where = waiting
+        queue, path = where.queue, where.path
+        if state == L.RUNNING:
+            spool.request_cancel(job_id)
+            return True
+        try:
+            with open(path, "rb") as f:
+                job = decode_job(f.read())
+        except FileNotFoundError:
+            continue
+        except CorruptJob as exc:
+            spool.quarantine(path, f"corrupt job file: {exc}")
+            return True
+        outcome = Outcome(L.CANCELLED, where.name.attempts, None, time.time())
+        if spool.commit([Finish(path, queue, job_id, L.CANCELLED, encode_record(job, outcome))])[0]:
+            return True
+    return False
+
+
+def retry_job(spool: SpoolDir, job_id: str) -> bool:
+    """Put a failed or cancelled job back to pending, keeping its id and attempt count.
+
+    Returns:
+        False if the job is not dead (it is waiting, running or done).
+
+    Raises:
+        JobNotFound: if the spool has no such job.
+    """
+    check_job_id(job_id)
+    path = spool.find_finished(job_id)
+    if path is None:
+        job_state(spool, job_id)  # raises JobNotFound for unknown ids
+        return False
+    state = os.path.basename(os.path.dirname(os.path.dirname(path)))
+    if state == L.DONE:
+        return False
+    try:
+        with open(path, "rb") as f:
+            job, outcome = decode_record(f.read())
+    except FileNotFoundError:
+        return False
+    # A fresh retry budget: the starts so far stay counted, but no longer count against it.
+    attempts = int(outcome.get("attempts", 0))
+    name = JobFileName(job.priority, round(time.time() * 1_000_000), job.id, attempts)
+    return spool.requeue_record(path, replace(job, attempts_base=attempts), name)
+
+
+def retry_failed(spool: SpoolDir, queue: str | None = None) -> list[str]:
+    """Requeue every failed job (of ``queue``, or of all queues); returns their ids."""
+    queues = [queue] if queue is not None else spool.queues()
+    requeued = []
+    for q in queues:
+        for filename in sorted(list_names(spool.path(L.FAILED, q))):
+            job_id = filename.removesuffix(L.JOB_SUFFIX)
+            if retry_job(spool, job_id):
+                requeued.append(job_id)
+    return requeued
+
+
+def purge(
+    spool: SpoolDir, states: tuple[str, ...], older_than: float, queue: str | None = None
+) -> int:
+    """Remove outcome records (and logs) finished more than ``older_than`` seconds ago.
+
+    Returns:
+        How many records were removed.
+    """
+    cutoff = spool.now() - older_than
+    removed = 0
+    for q in [queue] if queue is not None else spool.queues():
+        for state in states:
+            directory = spool.path(state, q)
+            for filename in list_names(directory):
+                path = os.path.join(directory, filename)
+                try:
+                    if os.stat(path).st_mtime > cutoff:
+                        continue
+                except FileNotFoundError:
+                    continue
+                job_id = filename.removesuffix(L.JOB_SUFFIX)
+                if spool.remove(path):
+                    removed += 1
+                    spool.remove(spool.log_path(job_id))
+                    spool.release_key(job_id)
+    return removed

@@ -1,0 +1,419 @@
+"""The producer side: ``@job``, job options, enqueueing, and ``jobq.Spool``."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
+
+import anyio
+
+from jobq import admin, config
+from jobq.errors import ConfigurationError, SerializationError
+from jobq.handle import JobHandle
+from jobq.layout import MAX_PRIORITY, MIN_PRIORITY
+from jobq.model import Job, new_job_id
+from jobq.names import check_job_name, check_queue
+from jobq.registry import JobSpec, register
+from jobq.spool import SpoolDir
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine, Iterable
+
+__all__ = ("JobFunction", "JobOptions", "Spool", "job", "spool_dir")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+_SPOOLS: dict[tuple[str, bool], SpoolDir] = {}
+
+
+def spool_dir(path: str | os.PathLike[str] | None = None, durable: bool | None = None) -> SpoolDir:
+    """The (shared) low-level spool for ``path``, defaulting to the configured spool."""
+    root = os.path.abspath(os.fspath(path) if path is not None else config.default_spool_path())
+    flag = config.default_durable() if durable is None else durable
+    found = _SPOOLS.get((root, flag))
+    if found is None:
+        found = _SPOOLS[(root, flag)] = SpoolDir(root, durable=flag)
+    return found
+
+
+def _check_options(
+    queue: str, retries: int, retry_delay: float, timeout: float | None, priority: int
+) -> None:
+    check_queue(queue)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ConfigurationError(f"retries must be an integer >= 0, got {retries!r}")
+    if not isinstance(retry_delay, int | float) or retry_delay < 0:
+        raise ConfigurationError(f"retry_delay must be seconds >= 0, got {retry_delay!r}")
+    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+        raise ConfigurationError(f"timeout must be seconds > 0 or None, got {timeout!r}")
+    _check_priority(priority)
+
+
+def _check_priority(priority: int) -> None:
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise ConfigurationError(f"priority must be an integer, got {priority!r}")
+    if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        raise ConfigurationError(f"priority {priority} out of range {MIN_PRIORITY}..{MAX_PRIORITY}")
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """Per-enqueue options (see ``JobFunction.options``).
+
+    Attributes:
+        delay: seconds to wait before the job may run.
+        priority: overrides the job's default priority.
+        key: deduplication key: while a job enqueued with this key has a record in the
+            spool, enqueueing the same key again returns that job instead of a new one.
+        queue: overrides the job's default queue.
+    """
+
+    delay: float = 0.0
+    priority: int | None = None
+    key: str | None = None
+    queue: str | None = None
+
+
+def _key_id(key: str) -> str:
+    return "k" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
+
+
+class JobFunction(Generic[P, R, T]):
+    """A function registered with ``@job``: call it to run in-process, enqueue it to defer.
+
+    ``R`` is what a plain call returns (a coroutine for ``async def``), ``T`` what the job's
+    result is once awaited.
+    """
+
+    def __init__(
+        self, func: Callable[P, R], spec: JobSpec, spool: Spool | None, opts: JobOptions
+    ) -> None:
+        self.func = func
+        self.spec = spec
+        self._spool = spool
+        self._opts = opts
+        self.__name__ = getattr(func, "__name__", spec.name)
+        self.__qualname__ = getattr(func, "__qualname__", spec.name)
+        self.__doc__ = func.__doc__
+        self.__module__ = func.__module__
+        self.__wrapped__ = func
+
+    @property
+    def name(self) -> str:
+        """The registered name that job files carry."""
+        return self.spec.name
+
+    def __repr__(self) -> str:
+        return f"<jobq job {self.spec.name!r} queue={self.spec.queue!r}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function in-process, as if it were not a job."""
+        return self.func(*args, **kwargs)
+
+    def options(
+        self,
+        *,
+        delay: float | None = None,
+        priority: int | None = None,
+        key: str | None = None,
+        queue: str | None = None,
+    ) -> JobFunction[P, R, T]:
+        """The same job with per-enqueue options.
+
+        Raises:
+            ConfigurationError: if an option is out of range.
+            InvalidName: if ``queue`` is not a valid queue name.
+        """
+        opts = self._opts
+        if delay is not None:
+            if not isinstance(delay, int | float) or delay < 0:
+                raise ConfigurationError(f"delay must be seconds >= 0, got {delay!r}")
+            opts = replace(opts, delay=float(delay))
+        if priority is not None:
+            _check_priority(priority)
+            opts = replace(opts, priority=priority)
+        if key is not None:
+            if not isinstance(key, str) or not key:
+                raise ConfigurationError("key must be a non-empty string")
+            opts = replace(opts, key=key)
+        if queue is not None:
+            opts = replace(opts, queue=check_queue(queue))
+        return JobFunction(self.func, self.spec, self._spool, opts)
+
+    def _spool_dir(self) -> SpoolDir:
+        return self._spool.dir if self._spool is not None else spool_dir()
+
+    def _build(self, args: tuple[Any, ...], kwargs: dict[str, Any], now: float) -> Job:
+        opts = self._opts
+        job_id = new_job_id() if opts.key is None else _key_id(opts.key)
+        return Job(
+            id=job_id,
+            name=self.spec.name,
+            queue=opts.queue or self.spec.queue,
+            args=list(args),
+            kwargs=dict(kwargs),
+            priority=self.spec.priority if opts.priority is None else opts.priority,
+            retries=self.spec.retries,
+            retry_delay=self.spec.retry_delay,
+            timeout=self.spec.timeout,
+            enqueued_at=now,
+            key=opts.key,
+        )
+
+    def _publish(self, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[JobHandle[T]]:
+        spool = self._spool_dir()
+        now = time.time()
+        jobs = [self._build(a, kw, now) for a, kw in calls]
+        due = None if self._opts.delay <= 0 else round((now + self._opts.delay) * 1_000_000)
+        spool.publish(jobs, due)
+        return [JobHandle(spool, j.id, j.queue) for j in jobs]
+
+    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[T]:
+        """Enqueue one run of the job; returns once the job file is durable.
+
+        Raises:
+            SerializationError: if an argument is not a JSON value.
+            SpoolError: if the spool's filesystem refuses the write.
+        """
+        call: tuple[tuple[Any, ...], dict[str, Any]] = (tuple(args), dict(kwargs))
+        handles = await anyio.to_thread.run_sync(self._publish, [call])
+        return handles[0]
+
+    def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[T]:
+        """``enqueue`` for sync code (scripts, Flask, Django); same errors.
+
+        Raises:
+            ConfigurationError: when called from a running event loop's thread.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise ConfigurationError("enqueue_sync() blocks: use `await job.enqueue()` here")
+        return self._publish([(args, kwargs)])[0]
+
+    async def enqueue_many(
+        self, calls: Iterable[tuple[Any, ...] | tuple[tuple[Any, ...], dict[str, Any]]]
+    ) -> list[JobHandle[T]]:
+        """Enqueue a batch with one group commit: one fsync per directory, not per job.
+
+        Args:
+            calls: one tuple of positional arguments per job, e.g. ``[(1, 2), (3, 4)]``;
+                to pass keyword arguments too, give ``(args_tuple, kwargs_dict)`` pairs via
+                ``jobq.call(*args, **kwargs)``.
+
+        Raises:
+            SerializationError: if an argument is not JSON (nothing is enqueued).
+            SpoolError: if the filesystem refuses (nothing is enqueued).
+        """
+        normalised = [_as_call(c) for c in calls]
+        if self._opts.key is not None and len(normalised) > 1:
+            raise ConfigurationError("a deduplication key names one job: enqueue it alone")
+        return await anyio.to_thread.run_sync(self._publish, normalised)
+
+
+class Call(tuple[tuple[Any, ...], dict[str, Any]]):
+    """Positional and keyword arguments for one job of ``enqueue_many`` (see ``jobq.call``)."""
+
+    __slots__ = ()
+
+
+def call(*args: Any, **kwargs: Any) -> Call:
+    """Bundle arguments for one job of ``enqueue_many``: ``add.enqueue_many([call(1, y=2)])``."""
+    return Call((args, kwargs))
+
+
+def _as_call(item: object) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if isinstance(item, Call):
+        return item[0], item[1]
+    if isinstance(item, tuple):
+        return item, {}
+    if isinstance(item, list):
+        return tuple(item), {}
+    raise SerializationError(
+        f"enqueue_many takes tuples of positional arguments, got {type(item).__name__}"
+    )
+
+
+class JobDecorator(Protocol):
+    """What ``@job(...)`` with options returns: a decorator for sync or async functions."""
+
+    @overload
+    def __call__(
+        self, func: Callable[P, Coroutine[Any, Any, T]], /
+    ) -> JobFunction[P, Coroutine[Any, Any, T], T]: ...
+    @overload
+    def __call__(self, func: Callable[P, T], /) -> JobFunction[P, T, T]: ...
+
+
+def _decorate(
+    func: Callable[..., Any],
+    spool: Spool | None,
+    name: str | None,
+    queue: str,
+    retries: int,
+    retry_delay: float,
+    timeout: float | None,
+    priority: int,
+) -> JobFunction[Any, Any, Any]:
+    if not callable(func):
+        raise ConfigurationError(f"@job decorates functions, got {type(func).__name__}")
+    _check_options(queue, retries, retry_delay, timeout, priority)
+    job_name = name or f"{func.__module__}.{func.__qualname__}"
+    if name is None and "<" in job_name:
+        raise ConfigurationError(
+            f"{job_name!r} is not importable by a worker: define jobs at module level "
+            "or pass name=..."
+        )
+    spec = JobSpec(
+        name=check_job_name(job_name),
+        func=func,
+        queue=queue,
+        retries=retries,
+        retry_delay=float(retry_delay),
+        timeout=None if timeout is None else float(timeout),
+        priority=priority,
+    )
+    register(spec)
+    return JobFunction(func, spec, spool, JobOptions())
+
+
+@overload
+def job(
+    func: Callable[P, Coroutine[Any, Any, T]], /
+) -> JobFunction[P, Coroutine[Any, Any, T], T]: ...
+@overload
+def job(func: Callable[P, T], /) -> JobFunction[P, T, T]: ...
+@overload
+def job(
+    *,
+    name: str | None = None,
+    queue: str = "default",
+    retries: int = 0,
+    retry_delay: float = 1.0,
+    timeout: float | None = None,
+    priority: int = 0,
+) -> JobDecorator: ...
+def job(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    queue: str = "default",
+    retries: int = 0,
+    retry_delay: float = 1.0,
+    timeout: float | None = None,
+    priority: int = 0,
+) -> Any:
+    """Register a function as a job, bare (``@job``) or with options (``@job(queue=...)``).
+
+    Args:
+        name: the registered name; default ``module.qualname``.
+        queue: the default queue.
+        retries: extra attempts after a failure.
+        retry_delay: base delay of the exponential backoff between attempts, in seconds.
+        timeout: seconds an attempt may run (async jobs are cancelled; see docs/jobs.md).
+        priority: higher runs first (-9999..9999).
+
+    Raises:
+        ConfigurationError: if an option is invalid or the name is taken by another function.
+        InvalidName: if the name or queue is not a safe identifier.
+    """
+    return _job_decorator(None, func, name, queue, retries, retry_delay, timeout, priority)
+
+
+def _job_decorator(
+    spool: Spool | None,
+    func: Callable[..., Any] | None,
+    name: str | None,
+    queue: str,
+    retries: int,
+    retry_delay: float,
+    timeout: float | None,
+    priority: int,
+) -> Any:
+    if func is not None:
+        return _decorate(func, spool, name, queue, retries, retry_delay, timeout, priority)
+    _check_options(queue, retries, retry_delay, timeout, priority)
+
+    def decorator(f: Callable[..., Any]) -> JobFunction[Any, Any, Any]:
+        return _decorate(f, spool, name, queue, retries, retry_delay, timeout, priority)
+
+    return decorator
+
+
+class Spool:
+    """An explicit spool directory, for apps that use more than one or do not want globals.
+
+    Args:
+        path: the spool directory (created mode 0700 on first use); default: the configured
+            spool, ``$JOBQ_SPOOL`` or ``./jobq-spool``.
+        durable: fsync job files and outcomes so they survive power loss (default True, or
+            ``$JOBQ_DURABLE``).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, durable: bool | None = None):
+        self.dir = spool_dir(path, durable)
+
+    @property
+    def path(self) -> str:
+        """The spool's absolute path."""
+        return self.dir.root
+
+    def __repr__(self) -> str:
+        return f"Spool({self.path!r}, durable={self.dir.durable})"
+
+    @overload
+    def job(
+        self, func: Callable[P, Coroutine[Any, Any, T]], /
+    ) -> JobFunction[P, Coroutine[Any, Any, T], T]: ...
+    @overload
+    def job(self, func: Callable[P, T], /) -> JobFunction[P, T, T]: ...
+    @overload
+    def job(
+        self,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        retries: int = 0,
+        retry_delay: float = 1.0,
+        timeout: float | None = None,
+        priority: int = 0,
+    ) -> JobDecorator: ...
+    def job(
+        self,
+        func: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        retries: int = 0,
+        retry_delay: float = 1.0,
+        timeout: float | None = None,
+        priority: int = 0,
+    ) -> Any:
+        """``@jobq.job`` whose jobs go to this spool; same arguments and errors."""
+        return _job_decorator(self, func, name, queue, retries, retry_delay, timeout, priority)
+
+    def get(self, job_id: str) -> JobHandle[Any]:
+        """A handle to an existing job.
+
+        Raises:
+            JobNotFound: if the spool has no such job.
+        """
+        queue = admin.job_queue(self.dir, job_id)
+        return JobHandle(self.dir, job_id, queue)
+
+    async def stats(self) -> dict[str, Any]:
+        """Counts per queue and live workers, as ``jobq status --json`` prints them."""
+        from jobq import inspect
+
+        return await anyio.to_thread.run_sync(inspect.spool_stats, self.dir)

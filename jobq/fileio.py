@@ -1,0 +1,72 @@
+"""Async file I/O for results and logs, on whichever backend is running.
+
+aiofiles only works under asyncio (under trio it raises ``RuntimeError: no running event
+loop``), so this module is the one place that picks: aiofiles on asyncio, anyio's file API on
+trio. Everything else calls these functions and never asks which loop it is on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import aiofiles
+import anyio
+
+__all__ = ("append_text", "read_bytes", "read_text_from", "write_bytes")
+
+
+def _on_asyncio() -> bool:
+    # aiofiles needs a running asyncio loop; under trio there is none.
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+async def read_bytes(path: str | os.PathLike[str]) -> bytes:
+    """Read a whole file."""
+    if _on_asyncio():
+        async with aiofiles.open(path, "rb") as f:
+            return await f.read()
+    async with await anyio.open_file(path, "rb") as af:
+        return await af.read()
+
+
+async def read_text_from(path: str | os.PathLike[str], offset: int) -> tuple[str, int]:
+    """Read text from byte ``offset`` to the end; returns the text and the new offset."""
+    if _on_asyncio():
+        async with aiofiles.open(path, "rb") as f:
+            await f.seek(offset)
+            data = await f.read()
+    else:
+        async with await anyio.open_file(path, "rb") as af:
+            await af.seek(offset)
+            data = await af.read()
+    return data.decode("utf-8", errors="replace"), offset + len(data)
+
+
+async def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Create or truncate a file and write ``data`` to it (not atomic: for private files)."""
+    if _on_asyncio():
+        async with aiofiles.open(path, "wb") as f:
+            await f.write(data)
+        return
+    async with await anyio.open_file(path, "wb") as af:
+        await af.write(data)
+
+
+async def append_text(path: str | os.PathLike[str], text: str) -> None:
+    """Append ``text`` (UTF-8) to a file, creating it with mode 0600 if missing."""
+    data = text.encode("utf-8")
+    if _on_asyncio():
+        async with aiofiles.open(path, "ab", opener=_private_opener) as f:
+            await f.write(data)
+        return
+    async with await anyio.open_file(path, "ab", opener=_private_opener) as af:
+        await af.write(data)
+
+
+def _private_opener(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)

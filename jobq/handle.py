@@ -1,0 +1,130 @@
+"""Handles to enqueued jobs: wait for a result, read the state, cancel, read the log."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+import anyio
+
+from jobq import admin, fileio
+from jobq.errors import JobCancelled, JobFailed
+from jobq.layout import CANCELLED, FAILED
+from jobq.model import decode_record
+from jobq.waiting import Backoff
+
+if TYPE_CHECKING:
+    from jobq.spool import SpoolDir
+
+__all__ = ("JobHandle",)
+
+T = TypeVar("T")
+
+
+class JobHandle(Generic[T]):
+    """A reference to one enqueued job, returned by ``enqueue``.
+
+    Attributes:
+        id: the job's id (also shown by ``jobq jobs`` and taken by ``jobq status JOB_ID``).
+        queue: the queue it was enqueued to.
+    """
+
+    def __init__(self, spool: SpoolDir, job_id: str, queue: str) -> None:
+        self._spool = spool
+        self.id = job_id
+        self.queue = queue
+
+    def __repr__(self) -> str:
+        return f"JobHandle(id={self.id!r}, queue={self.queue!r}, spool={self._spool.root!r})"
+
+    def _finished(self) -> tuple[str, dict[str, Any]] | None:
+        path = self._spool.find_finished(self.id, [self.queue])
+        if path is None:
+            return None
+        try:
+            with open(path, "rb") as f:
+                _, outcome = decode_record(f.read())
+        except (OSError, ValueError):
+            return None  # moved by purge, or caught between the two renames of a commit
+        if "state" not in outcome:
+            return None
+        return os.path.basename(os.path.dirname(os.path.dirname(path))), outcome
+
+    async def result(self, timeout: float | None = None) -> T:
+        """Wait for the job to finish and return its result.
+
+        Args:
+            timeout: seconds to wait; None waits for as long as it takes.
+
+        Raises:
+            JobFailed: the job ended in ``failed``; carries the remote error and traceback.
+            JobCancelled: the job was cancelled.
+            TimeoutError: the job did not finish within ``timeout``.
+        """
+        backoff = Backoff()
+        with anyio.fail_after(timeout):
+            while True:
+                found = self._finished()
+                if found is not None:
+                    return self._unwrap(*found)
+                await anyio.sleep(backoff.next())
+
+    def result_sync(self, timeout: float | None = None) -> T:
+        """``result()`` for sync code (scripts, Flask, Django); same errors."""
+        backoff = Backoff()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            found = self._finished()
+            if found is not None:
+                return self._unwrap(*found)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {self.id} did not finish within {timeout:g} s")
+            time.sleep(backoff.next())
+
+    def _unwrap(self, state: str, outcome: dict[str, Any]) -> T:
+        if state == FAILED:
+            error = outcome.get("error") or {}
+            raise JobFailed(
+                self.id,
+                str(error.get("type", "Error")),
+                str(error.get("message", "")),
+                str(error.get("traceback", "")),
+            )
+        if state == CANCELLED:
+            raise JobCancelled(self.id)
+        return cast("T", outcome.get("result"))
+
+    async def state(self) -> str:
+        """``pending``, ``scheduled``, ``running``, ``done``, ``failed`` or ``cancelled``.
+
+        Raises:
+            JobNotFound: if the spool has no such job (purged, or never enqueued).
+        """
+        return await anyio.to_thread.run_sync(admin.job_state, self._spool, self.id)
+
+    async def cancel(self) -> bool:
+        """Cancel the job: at once if it is waiting, at its next check if it is running.
+
+        Returns:
+            False if the job had already finished.
+
+        Raises:
+            JobNotFound: if the spool has no such job.
+        """
+        return await anyio.to_thread.run_sync(admin.cancel_job, self._spool, self.id)
+
+    async def log(self) -> str:
+        """The text the job logged so far ('' if nothing yet)."""
+        try:
+            return (await fileio.read_bytes(self._spool.log_path(self.id))).decode(
+                "utf-8", errors="replace"
+            )
+        except FileNotFoundError:
+            return ""
+
+    async def info(self) -> dict[str, Any]:
+        """The job as ``jobq status JOB_ID --json`` shows it."""
+        from jobq import inspect
+
+        return await anyio.to_thread.run_sync(inspect.job_info, self._spool, self.id)

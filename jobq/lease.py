@@ -1,0 +1,155 @@
+"""Leases: a worker's heartbeat thread, and the reaper that takes back a dead worker's jobs.
+
+The heartbeat runs in its own OS thread so that it keeps going while a sync job blocks a
+thread or an async job hogs the event loop. The reaper judges a lease by the spool's own
+clock (the mtime of a probe file), so hosts with skewed local clocks agree on who is dead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import traceback
+
+from jobq import layout as L
+from jobq.errors import SpoolError
+from jobq.model import CorruptJob, Outcome, decode_job, encode_record
+from jobq.spool import Claimed, Finish, SpoolDir
+
+__all__ = ("LOST_ALLOWANCE", "Heartbeat", "reap_expired", "reap_worker", "requeue_held")
+
+logger = logging.getLogger("jobq.worker")
+
+#: Starts lost with a dead worker that a job may use beyond its retries before it is declared
+#: poison (it may be what kills the workers) and moved to ``failed``.
+LOST_ALLOWANCE = 2
+
+
+class Heartbeat(threading.Thread):
+    """Touches the worker's registration every ``lease / 4`` seconds.
+
+    ``lost`` becomes set when the registration is gone (a reaper took the worker's jobs) or
+    no heartbeat succeeded for about a lease; the worker must then stop its jobs.
+    """
+
+    def __init__(self, spool: SpoolDir, worker_id: str, lease: float) -> None:
+        super().__init__(name=f"jobq-heartbeat-{worker_id}", daemon=True)
+        self.spool = spool
+        self.worker_id = worker_id
+        self.lease = lease
+        self.interval = max(0.02, lease / 4)
+        self.lost = threading.Event()
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        """Heartbeat until stopped or lost."""
+        last_ok = time.monotonic()
+        while not self._stop_event.wait(self.interval):
+            now = time.monotonic()
+            # A gap longer than the lease means this process was frozen (SIGSTOP, VM pause):
+            # a reaper may be taking the jobs right now, so they are no longer ours.
+            frozen = now - last_ok > self.lease * 0.9
+            try:
+                alive = self.spool.heartbeat(self.worker_id)
+            except OSError:
+                alive = True  # transient; judged by the gap below
+            else:
+                if alive and not frozen:
+                    last_ok = now
+                    continue
+            if not alive or frozen or now - last_ok > self.lease * 0.8:
+                self.lost.set()
+                return
+
+    def stop(self) -> None:
+        """Stop heartbeating (the worker is leaving)."""
+        self._stop_event.set()
+
+
+def requeue_held(spool: SpoolDir, held: Claimed, *, who: str) -> str:
+    """Return one job of a dead or departing worker to its queue.
+
+    A job whose outcome is already recorded is dropped; a job that has used its retries and
+    ``LOST_ALLOWANCE`` more starts is recorded as ``failed``; otherwise it goes back to pending
+    with its start count kept.
+
+    Returns:
+        What happened: ``requeued``, ``failed``, ``dropped``, ``quarantined`` or ``gone``.
+    """
+    if spool.find_finished(held.job_id, [held.queue]) is not None:
+        return "dropped" if spool.remove(held.path) else "gone"
+    try:
+        with open(held.path, "rb") as f:
+            job = decode_job(f.read())
+    except FileNotFoundError:
+        return "gone"
+    except CorruptJob as exc:
+        spool.quarantine(held.path, f"corrupt job file: {exc}")
+        return "quarantined"
+    if job.may_retry(held.name.attempts - LOST_ALLOWANCE):
+        return "requeued" if spool.requeue(held.path, held.queue, held.name) else "gone"
+    message = (
+        f"the job's worker died {held.name.attempts} times while running it (lease expired); "
+        "giving up: the job may be what kills its workers"
+    )
+    outcome = Outcome(
+        L.FAILED,
+        held.name.attempts,
+        None,
+        time.time(),
+        error={"type": "jobq.WorkerLost", "message": message, "traceback": message + "\n"},
+        worker=who,
+    )
+    finish = Finish(held.path, held.queue, held.job_id, L.FAILED, encode_record(job, outcome))
+    return "failed" if spool.commit([finish])[0] else "gone"
+
+
+def reap_worker(spool: SpoolDir, worker_id: str, *, who: str) -> dict[str, int]:
+    """Take back every job of ``worker_id`` and remove its registration.
+
+    Safe when several reapers race: each move is a rename that exactly one of them wins.
+    """
+    counts: dict[str, int] = {}
+    for held in spool.running_jobs(worker_id):
+        try:
+            what = requeue_held(spool, held, who=who)
+        except (SpoolError, OSError):
+            logger.warning("reaping %s failed: %s", held.path, traceback.format_exc(limit=1))
+            continue
+        counts[what] = counts.get(what, 0) + 1
+    spool.deregister_worker(worker_id)
+    return counts
+
+
+def reap_expired(spool: SpoolDir, own_id: str) -> list[str]:
+    """Reap every worker whose lease expired by the spool's clock; returns their ids.
+
+    A running directory without a registration (a worker that died while registering, or a
+    reaper that died halfway) is reaped once it is a lease old.
+    """
+    now = spool.now()
+    reaped = []
+    registered = set()
+    for worker_id, seen, info in spool.workers():
+        registered.add(worker_id)
+        lease = info.get("lease", 30.0)
+        lease = float(lease) if isinstance(lease, int | float) else 30.0
+        if worker_id != own_id and now - seen > lease:
+            counts = reap_worker(spool, worker_id, who=own_id)
+            logger.warning(
+                "reaped worker %s (silent for %.1f s): %s", worker_id, now - seen, counts
+            )
+            reaped.append(worker_id)
+    for worker_id in spool.running_workers():
+        if worker_id in registered or worker_id == own_id:
+            continue
+        try:
+            age = now - os.stat(spool.running_dir(worker_id)).st_mtime
+        except FileNotFoundError:
+            continue
+        if age > 30.0:
+            reap_worker(spool, worker_id, who=own_id)
+            reaped.append(worker_id)
+    return reaped

@@ -1,0 +1,99 @@
+"""Registered job names and the functions they run.
+
+This is the worker's only link to application code: a job file names a function only through
+this table, so a job file can never run arbitrary code. Importing an app module runs its
+``@job`` decorators, which fill the table.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from jobq.errors import ConfigurationError
+from jobq.names import check_job_name
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+__all__ = ("JobSpec", "import_apps", "lookup", "register", "registered_names")
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """A registered job: its name, function and default options."""
+
+    name: str
+    func: Callable[..., Any]
+    queue: str
+    retries: int
+    retry_delay: float
+    timeout: float | None
+    priority: int
+
+    @property
+    def is_async(self) -> bool:
+        """True for ``async def`` functions, which run as tasks; others run in a thread."""
+        return inspect.iscoroutinefunction(self.func)
+
+
+_REGISTRY: dict[str, JobSpec] = {}
+
+
+def register(spec: JobSpec) -> None:
+    """Add ``spec`` to the registry.
+
+    Raises:
+        ConfigurationError: if another function is already registered under the same name.
+    """
+    check_job_name(spec.name)
+    existing = _REGISTRY.get(spec.name)
+    if existing is not None and _origin(existing.func) != _origin(spec.func):
+        raise ConfigurationError(
+            f"job name {spec.name!r} is already registered for another function; "
+            "pass name=... to @job to tell them apart"
+        )
+    _REGISTRY[spec.name] = spec
+
+
+def _origin(func: Callable[..., Any]) -> tuple[str, str]:
+    code = getattr(func, "__code__", None)
+    where = code.co_filename if code is not None else ""
+    return (where, getattr(func, "__qualname__", repr(func)))
+
+
+def lookup(name: str) -> JobSpec | None:
+    """The job registered under ``name``, or None."""
+    return _REGISTRY.get(name)
+
+
+def registered_names() -> list[str]:
+    """All registered job names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def import_apps(modules: Iterable[str]) -> None:
+    """Import app modules (``pkg.tasks`` or ``path/to/tasks.py``) to register their jobs.
+
+    The current directory is put on ``sys.path`` first, as ``python -m`` would.
+
+    Raises:
+        ConfigurationError: if a module cannot be imported.
+    """
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for module in modules:
+        target = module
+        if module.endswith(".py") or os.sep in module:
+            directory, filename = os.path.split(os.path.abspath(module))
+            if directory not in sys.path:
+                sys.path.insert(0, directory)
+            target = filename.removesuffix(".py")
+        try:
+            importlib.import_module(target)
+        except ImportError as exc:
+            raise ConfigurationError(f"cannot import app module {module!r}: {exc}") from exc

@@ -1,0 +1,102 @@
+"""Running one attempt of one job and classifying how it ended.
+
+The worker decides what to do with the job file; this module only calls the function (as a
+task for ``async def``, in a thread for sync functions), under the job's timeout and cancel
+scope, and reports what happened.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import traceback
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import orjson
+
+from jobq.errors import Retry, SerializationError
+
+if TYPE_CHECKING:
+    from jobq.model import Job
+    from jobq.registry import JobSpec
+
+__all__ = ("Ending", "backoff_delay", "error_info", "run_attempt")
+
+
+@dataclass(slots=True)
+class Ending:
+    """How an attempt ended.
+
+    Attributes:
+        kind: ``done``, ``error`` (may retry), ``fatal`` (never retry), ``retry`` (job raised
+            ``jobq.Retry``) or ``interrupted`` (cancelled from outside: see the worker).
+        result: the return value for ``done``.
+        error: ``{"type", "message", "traceback"}`` for ``error`` and ``fatal``.
+        delay: the delay asked for by ``jobq.Retry``.
+    """
+
+    kind: str
+    result: Any = None
+    error: dict[str, str] | None = None
+    delay: float | None = None
+
+
+def error_info(exc: BaseException) -> dict[str, str]:
+    """The stored form of an exception: qualified type, message and formatted traceback."""
+    cls = type(exc)
+    qualified = (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+    return {
+        "type": qualified,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+
+
+def backoff_delay(job: Job, attempt: int) -> float:
+    """``retry_delay * 2**(attempt-1)``, with up to 25% jitter so retries do not stampede."""
+    base = job.retry_delay * 2.0 ** max(0, attempt - 1 - job.attempts_base)
+    return float(base * (1 + random.uniform(0, 0.25)))
+
+
+async def run_attempt(spec: JobSpec, job: Job, scope: anyio.CancelScope) -> Ending:
+    """Run the job's function once under ``scope`` and the job's timeout.
+
+    A cancellation of ``scope`` from outside ends as ``interrupted``; hitting the timeout is
+    a failure that names the limit. A result that JSON cannot carry is a ``fatal`` failure.
+    """
+    timeout = job.timeout if job.timeout is not None else spec.timeout
+    value: Any = None
+    limit = anyio.CancelScope()
+    try:
+        with scope:
+            if timeout is not None:
+                limit.deadline = anyio.current_time() + timeout
+            with limit:
+                value = await _call(spec, job)
+    except Retry as exc:
+        return Ending("retry", delay=exc.delay)
+    except Exception as exc:
+        return Ending("error", error=error_info(exc))
+    if scope.cancelled_caught:
+        return Ending("interrupted")
+    if limit.cancelled_caught:
+        note = "" if spec.is_async else " (a sync job cannot be stopped: its thread was abandoned)"
+        err = TimeoutError(f"job {job.name} timed out after {timeout:g} s{note}")
+        return Ending("error", error=error_info(err))
+    try:
+        orjson.dumps(value)
+    except TypeError as exc:
+        err2 = SerializationError(f"the job's result cannot be stored as JSON: {exc}")
+        return Ending("fatal", error=error_info(err2))
+    return Ending("done", result=value)
+
+
+async def _call(spec: JobSpec, job: Job) -> Any:
+    if spec.is_async:
+        return await spec.func(*job.args, **job.kwargs)
+    call = functools.partial(spec.func, *job.args, **job.kwargs)
+    return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
