@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import sys
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, cast, overload
 
 import anyio
 
 from jobq import admin, config
-from jobq.errors import ConfigurationError, SerializationError
+from jobq.context import JobContext, current_job_or_none, local_context
+from jobq.errors import ConfigurationError, JobNotFound, SerializationError
 from jobq.handle import JobHandle
 from jobq.layout import MAX_PRIORITY, MIN_PRIORITY
 from jobq.model import Job, new_job_id
@@ -113,8 +115,21 @@ class JobFunction(Generic[P, R, T]):
         return f"<jobq job {self.spec.name!r} queue={self.spec.queue!r}>"
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run the function in-process, as if it were not a job."""
-        return self.func(*args, **kwargs)
+        """Run the function in-process, as if it were not a job.
+
+        Outside a worker, ``jobq.current_job()`` inside the call gives a local stand-in (id
+        ``local``, attempt 1) so that job code runs unchanged in scripts and tests.
+        """
+        if current_job_or_none() is not None:
+            return self.func(*args, **kwargs)
+        ctx = local_context(self.spec.name, self._opts.queue or self.spec.queue)
+        if self.spec.is_async:
+            return cast("R", _awaited_in(ctx, self.func(*args, **kwargs)))
+        token = ctx.activate()
+        try:
+            return self.func(*args, **kwargs)
+        finally:
+            ctx.deactivate(token)
 
     def options(
         self,
@@ -171,8 +186,11 @@ class JobFunction(Generic[P, R, T]):
         now = time.time()
         jobs = [self._build(a, kw, now) for a, kw in calls]
         due = None if self._opts.delay <= 0 else round((now + self._opts.delay) * 1_000_000)
-        spool.publish(jobs, due)
-        return [JobHandle(spool, j.id, j.queue) for j in jobs]
+        published = spool.publish(jobs, due)
+        return [
+            JobHandle(spool, j.id, j.queue if ok else _deduplicated_queue(spool, j, due))
+            for j, ok in zip(jobs, published, strict=True)
+        ]
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[T]:
         """Enqueue one run of the job; returns once the job file is durable.
@@ -191,11 +209,7 @@ class JobFunction(Generic[P, R, T]):
         Raises:
             ConfigurationError: when called from a running event loop's thread.
         """
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
+        if _in_event_loop_thread():
             raise ConfigurationError("enqueue_sync() blocks: use `await job.enqueue()` here")
         return self._publish([(args, kwargs)])[0]
 
@@ -217,6 +231,54 @@ class JobFunction(Generic[P, R, T]):
         if self._opts.key is not None and len(normalised) > 1:
             raise ConfigurationError("a deduplication key names one job: enqueue it alone")
         return await anyio.to_thread.run_sync(self._publish, normalised)
+
+
+async def _awaited_in(ctx: JobContext, coro: Any) -> Any:
+    token = ctx.activate()
+    try:
+        return await coro
+    finally:
+        ctx.deactivate(token)
+
+
+#: A key whose job cannot be found is taken over after this many seconds: its producer died
+#: between taking the key and publishing the job.
+STALE_KEY_AGE = 10.0
+
+
+def _deduplicated_queue(spool: SpoolDir, job: Job, due: int | None) -> str:
+    """The queue of the job that already holds ``job.key`` (publishing ours if none does)."""
+    for _ in range(3):
+        try:
+            return admin.job_queue(spool, job.id)
+        except JobNotFound:
+            pass
+        age = spool.key_age(job.id)
+        if age is None or age > STALE_KEY_AGE:
+            spool.release_key(job.id)
+            if spool.publish([job], due)[0]:
+                return job.queue
+        else:
+            break  # another producer is publishing it right now
+    return job.queue
+
+
+def _in_event_loop_thread() -> bool:
+    """Whether this thread runs an asyncio or trio event loop (where blocking is a bug)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return True
+    trio = sys.modules.get("trio")  # not imported: certainly not running
+    if trio is None:
+        return False
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True
 
 
 class Call(tuple[tuple[Any, ...], dict[str, Any]]):
@@ -266,7 +328,7 @@ def _decorate(
     if not callable(func):
         raise ConfigurationError(f"@job decorates functions, got {type(func).__name__}")
     _check_options(queue, retries, retry_delay, timeout, priority)
-    job_name = name or f"{func.__module__}.{func.__qualname__}"
+    job_name = name if name is not None else f"{func.__module__}.{func.__qualname__}"
     if name is None and "<" in job_name:
         raise ConfigurationError(
             f"{job_name!r} is not importable by a worker: define jobs at module level "

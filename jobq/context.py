@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -54,9 +54,22 @@ class JobContext:
         if self._progress_sink is not None:
             await self._progress_sink(self)
 
-    def activate(self) -> object:
+    def activate(self) -> Token[JobContext | None]:
         """Make this the current job in this context; returns a token for ``deactivate``."""
         return _CURRENT.set(self)
+
+    @staticmethod
+    def deactivate(token: Token[JobContext | None]) -> None:
+        """Undo ``activate``."""
+        _CURRENT.reset(token)
+
+
+def local_context(name: str, queue: str) -> JobContext:
+    """The context a plain in-process call of a job sees: ``current_job()`` works there too.
+
+    Its id is ``local``, its attempt 1, and its log goes to the ``jobq.job.NAME`` logger only.
+    """
+    return new_context("local", name, queue, 1)
 
 
 def new_context(

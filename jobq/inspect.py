@@ -7,12 +7,13 @@ Nothing here changes the spool or needs a running worker; ``jobq status`` and
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import orjson
 
 from jobq import layout as L
-from jobq.errors import JobNotFound
+from jobq.errors import JobNotFound, SpoolError
 from jobq.layout import parse_running
 from jobq.model import CorruptJob, decode_job, decode_record
 from jobq.names import check_job_id
@@ -29,7 +30,12 @@ JOB_KEYS = (
 
 def worker_list(spool: SpoolDir, *, include_expired: bool = False) -> list[dict[str, Any]]:
     """Registered workers whose lease is live (by the spool's clock), oldest first."""
-    now = spool.now() if os.path.isdir(spool.root) else 0.0
+    if not os.path.exists(spool.path(L.FORMAT_FILE)):
+        return []  # not a spool (yet): reading must not create one
+    try:
+        now = spool.now()
+    except SpoolError:
+        now = time.time()  # a read-only spool: our clock is the best guess left
     workers = []
     for worker_id, seen, info in spool.workers():
         lease = info.get("lease", 30.0)
@@ -91,7 +97,7 @@ def job_info(spool: SpoolDir, job_id: str, *, details: bool = False) -> dict[str
             break
     else:
         raise JobNotFound(f"no job {job_id} in spool {spool.root}")
-    progress = _read(spool.log_path(job_id)[: -len(".log")] + ".progress")
+    progress = _read(spool.progress_path(job_id))
     if not details:
         return {key: info.get(key) for key in JOB_KEYS}
     info["progress"] = orjson.loads(progress) if progress else None

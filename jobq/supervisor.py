@@ -89,7 +89,12 @@ def _child_argv(argv: Sequence[str]) -> list[str]:
 
 
 def supervise(processes: int, argv: Sequence[str]) -> int:
-    """Run ``processes`` worker children with the same arguments; returns the exit code."""
+    """Run ``processes`` worker children with the same arguments; returns the exit code.
+
+    Each child gets its own process group, so a terminal's Ctrl-C (sent to the whole
+    foreground group) reaches the children once, through the supervisor, and is not taken
+    for a second, immediate-stop signal.
+    """
     command = _child_argv(argv)
     burst = "--burst" in argv
     children: dict[int, subprocess.Popen[bytes]] = {}
@@ -104,7 +109,7 @@ def supervise(processes: int, argv: Sequence[str]) -> int:
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         for _ in range(processes):
-            child = subprocess.Popen(command)
+            child = subprocess.Popen(command, process_group=0)
             children[child.pid] = child
         worst = 0
         while children:
@@ -117,7 +122,7 @@ def supervise(processes: int, argv: Sequence[str]) -> int:
                 worst = max(worst, code if code >= 0 else 1)
                 if not stopping["signals"] and not (burst and code == 0):
                     logger.warning("worker process %d exited with %d; starting another", pid, code)
-                    replacement = subprocess.Popen(command)
+                    replacement = subprocess.Popen(command, process_group=0)
                     children[replacement.pid] = replacement
         return worst if stopping["signals"] < 2 else 1
     finally:
