@@ -21,10 +21,28 @@ __all__ = (
     "cancel_job",
     "job_queue",
     "job_state",
+    "locate",
     "purge",
     "retry_failed",
     "retry_job",
 )
+
+
+def locate(spool: SpoolDir, job_id: str) -> tuple[str, str]:
+    """The state and queue of ``job_id``.
+
+    Raises:
+        JobNotFound: if the spool has no such job.
+    """
+    check_job_id(job_id)
+    finished = spool.find_finished(job_id)
+    if finished is not None:
+        state_dir, queue = os.path.split(os.path.dirname(finished))
+        return os.path.basename(state_dir), queue
+    waiting = spool.find_waiting(job_id)
+    if waiting is None:
+        raise JobNotFound(f"no job {job_id} in spool {spool.root}")
+    return waiting[0], waiting[1].queue
 
 
 def job_state(spool: SpoolDir, job_id: str) -> str:
@@ -33,14 +51,7 @@ def job_state(spool: SpoolDir, job_id: str) -> str:
     Raises:
         JobNotFound: if the spool has no such job.
     """
-    check_job_id(job_id)
-    finished = spool.find_finished(job_id)
-    if finished is not None:
-        return os.path.basename(os.path.dirname(os.path.dirname(finished)))
-    waiting = spool.find_waiting(job_id)
-    if waiting is None:
-        raise JobNotFound(f"no job {job_id} in spool {spool.root}")
-    return waiting[0]
+    return locate(spool, job_id)[0]
 
 
 def job_queue(spool: SpoolDir, job_id: str) -> str:
@@ -49,14 +60,7 @@ def job_queue(spool: SpoolDir, job_id: str) -> str:
     Raises:
         JobNotFound: if the spool has no such job.
     """
-    check_job_id(job_id)
-    finished = spool.find_finished(job_id)
-    if finished is not None:
-        return os.path.basename(os.path.dirname(finished))
-    waiting = spool.find_waiting(job_id)
-    if waiting is None:
-        raise JobNotFound(f"no job {job_id} in spool {spool.root}")
-    return waiting[1].queue
+    return locate(spool, job_id)[1]
 
 
 def cancel_job(spool: SpoolDir, job_id: str) -> bool:
@@ -120,6 +124,8 @@ def retry_job(spool: SpoolDir, job_id: str) -> bool:
         return False
     # A fresh retry budget: the starts so far stay counted, but no longer count against it.
     attempts = int(outcome.get("attempts", 0))
+    # A cancel request left over from the last run would cancel the retried one at once.
+    spool.clear_cancel(job_id)
     name = JobFileName(job.priority, round(time.time() * 1_000_000), job.id, attempts)
     return spool.requeue_record(path, replace(job, attempts_base=attempts), name)
 
@@ -160,5 +166,6 @@ def purge(
                 if spool.remove(path):
                     removed += 1
                     spool.remove(spool.log_path(job_id))
+                    spool.remove(spool.progress_path(job_id))
                     spool.release_key(job_id)
     return removed

@@ -15,7 +15,7 @@ import orjson
 
 from jobq import admin, config, inspect
 from jobq.api import spool_dir
-from jobq.errors import JobNotFound, JobqError
+from jobq.errors import ConfigurationError, JobNotFound, JobqError
 from jobq.inspect import STATES
 from jobq.layout import FINISHED_STATES
 from jobq.model import Job, new_job_id
@@ -60,7 +60,8 @@ def _errors(func: F) -> F:
             return func(*args, **kwargs)
         except JobNotFound as exc:
             _fail(str(exc).strip("'\""), 1)
-        except (ValueError, TypeError) as exc:  # InvalidName, SerializationError, bad JSON
+        except (ValueError, TypeError, ConfigurationError) as exc:
+            # InvalidName, SerializationError, an app that does not import: bad usage.
             _fail(str(exc), 2)
         except JobqError as exc:
             _fail(str(exc), 1)
@@ -161,22 +162,22 @@ def _status_table(stats: dict[str, Any]) -> None:
 
 def _job_table(info: dict[str, Any]) -> None:
     for key in ("id", "name", "queue", "state", "attempts"):
-        click.echo(f"{key + ':':<12}{info.get(key)}")
-    click.echo(f"{'args:':<12}{orjson.dumps(info.get('args')).decode()}")
+        click.echo(f"{key + ':':<13}{info.get(key)}")
+    click.echo(f"{'args:':<13}{orjson.dumps(info.get('args')).decode()}")
     if info.get("kwargs"):
-        click.echo(f"{'kwargs:':<12}{orjson.dumps(info.get('kwargs')).decode()}")
+        click.echo(f"{'kwargs:':<13}{orjson.dumps(info.get('kwargs')).decode()}")
     for key in ("enqueued_at", "started_at", "finished_at"):
-        click.echo(f"{key + ':':<12}{_ago(info.get(key))}")
+        click.echo(f"{key + ':':<13}{_ago(info.get(key))}")
     if info.get("worker"):
-        click.echo(f"{'worker:':<12}{info['worker']}")
+        click.echo(f"{'worker:':<13}{info['worker']}")
     if info.get("progress"):
         p = info["progress"]
-        click.echo(f"{'progress:':<12}{p.get('done')}/{p.get('total')} {p.get('message', '')}")
+        click.echo(f"{'progress:':<13}{p.get('done')}/{p.get('total')} {p.get('message', '')}")
     if info.get("state") == "done":
-        click.echo(f"{'result:':<12}{orjson.dumps(info.get('result')).decode()}")
+        click.echo(f"{'result:':<13}{orjson.dumps(info.get('result')).decode()}")
     if info.get("error"):
         err = info["error"]
-        click.echo(f"{'error:':<12}{err.get('type')}: {err.get('message')}")
+        click.echo(f"{'error:':<13}{err.get('type')}: {err.get('message')}")
         click.echo(str(err.get("traceback", "")).rstrip())
 
 
@@ -190,7 +191,16 @@ def status(job_id: str | None, as_json: bool, spool_path: str | None) -> None:
     spool = _spool(spool_path)
     if job_id is None:
         stats = inspect.spool_stats(spool)
-        _print_json(stats) if as_json else _status_table(stats)
+        if as_json:
+            _print_json(stats)
+            return
+        _status_table(stats)
+        expired = [w for w in inspect.worker_list(spool, include_expired=True) if w["expired"]]
+        for w in expired:
+            click.echo(
+                f"  {w['id']}  lease EXPIRED (last seen {_ago(w['last_seen'])}): "
+                "a running worker will reap it and requeue its jobs"
+            )
         return
     check_job_id(job_id)
     info = inspect.job_info(spool, job_id, details=not as_json)
@@ -264,16 +274,25 @@ def retry(
         done = admin.retry_failed(spool, check_queue(queue) if queue else None)
         click.echo(f"requeued {len(done)} failed job(s)")
         return
+    _for_each_job(
+        job_ids, lambda i: admin.retry_job(spool, i), "requeued", "not dead (nothing to retry)"
+    )
+
+
+def _for_each_job(
+    job_ids: tuple[str, ...], action: Callable[[str], bool], done: str, skipped: str
+) -> None:
+    """Apply ``action`` to each id, one line each; exit 1 after all if any id was unknown."""
     missing = 0
     for job_id in job_ids:
         check_job_id(job_id)
         try:
-            ok = admin.retry_job(spool, job_id)
+            ok = action(job_id)
         except JobNotFound as exc:
             click.echo(f"jobq: {exc}", err=True)
             missing += 1
             continue
-        click.echo(f"{job_id} {'requeued' if ok else 'not dead (nothing to retry)'}")
+        click.echo(f"{job_id} {done if ok else skipped}")
     if missing:
         sys.exit(1)
 
@@ -285,18 +304,7 @@ def retry(
 def cancel(job_ids: tuple[str, ...], spool_path: str | None) -> None:
     """Cancel pending, scheduled or running jobs."""
     spool = _spool(spool_path)
-    missing = 0
-    for job_id in job_ids:
-        check_job_id(job_id)
-        try:
-            ok = admin.cancel_job(spool, job_id)
-        except JobNotFound as exc:
-            click.echo(f"jobq: {exc}", err=True)
-            missing += 1
-            continue
-        click.echo(f"{job_id} {'cancelled' if ok else 'already finished'}")
-    if missing:
-        sys.exit(1)
+    _for_each_job(job_ids, lambda i: admin.cancel_job(spool, i), "cancelled", "already finished")
 
 
 def _json_arg(text: str, kind: type, what: str) -> Any:

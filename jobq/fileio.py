@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Literal
 
 import aiofiles
 import anyio
@@ -48,23 +49,21 @@ async def read_text_from(path: str | os.PathLike[str], offset: int) -> tuple[str
 
 
 async def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Create or truncate a file and write ``data`` to it (not atomic: for private files)."""
-    if _on_asyncio():
-        async with aiofiles.open(path, "wb") as f:
-            await f.write(data)
-        return
-    async with await anyio.open_file(path, "wb") as af:
-        await af.write(data)
+    """Create (mode 0600) or truncate a file and write ``data`` (not atomic: for private files)."""
+    await _write(path, "wb", data)
 
 
 async def append_text(path: str | os.PathLike[str], text: str) -> None:
     """Append ``text`` (UTF-8) to a file, creating it with mode 0600 if missing."""
-    data = text.encode("utf-8")
+    await _write(path, "ab", text.encode("utf-8"))
+
+
+async def _write(path: str | os.PathLike[str], mode: Literal["wb", "ab"], data: bytes) -> None:
     if _on_asyncio():
-        async with aiofiles.open(path, "ab", opener=_private_opener) as f:
+        async with aiofiles.open(path, mode, opener=_private_opener) as f:
             await f.write(data)
         return
-    async with await anyio.open_file(path, "ab", opener=_private_opener) as af:
+    async with await anyio.open_file(path, mode, opener=_private_opener) as af:
         await af.write(data)
 
 
