@@ -205,6 +205,8 @@ def status(job_id: str | None, as_json: bool, spool_path: str | None) -> None:
     check_job_id(job_id)
     info = inspect.job_info(spool, job_id, details=not as_json)
     _print_json(info) if as_json else _job_table(info)
+    if info["state"] == "failed":
+        sys.exit(1)  # "job failed" is exit 1, so scripts can test the outcome directly
 
 
 @main.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
@@ -10,9 +11,9 @@ import anyio
 
 from jobq import admin, fileio
 from jobq.errors import JobCancelled, JobFailed
-from jobq.layout import CANCELLED, FAILED
+from jobq.layout import CANCELLED, FAILED, FINISHED_STATES, JOB_SUFFIX
 from jobq.model import decode_record
-from jobq.waiting import Backoff
+from jobq.waiting import TRUSTED_POLL, Backoff, Wakeup, watching
 
 if TYPE_CHECKING:
     from jobq.spool import SpoolDir
@@ -20,6 +21,11 @@ if TYPE_CHECKING:
 __all__ = ("JobHandle",)
 
 T = TypeVar("T")
+
+
+def _poll_pace(live: bool) -> Backoff:
+    # With trusted file events the poll is only a safety net; without, it is how we learn.
+    return Backoff(TRUSTED_POLL, TRUSTED_POLL) if live else Backoff()
 
 
 class JobHandle(Generic[T]):
@@ -62,25 +68,45 @@ class JobHandle(Generic[T]):
             JobCancelled: the job was cancelled.
             TimeoutError: the job did not finish within ``timeout``.
         """
-        backoff = Backoff()
-        with anyio.fail_after(timeout):
+        wake = Wakeup()
+        with (
+            anyio.fail_after(timeout),
+            watching(self._record_dirs(), wake.raise_threadsafe, name=self._record_name) as live,
+        ):
+            backoff = _poll_pace(live)
             while True:
+                wake.clear()
                 found = self._finished()
                 if found is not None:
                     return self._unwrap(*found)
-                await anyio.sleep(backoff.next())
+                await wake.wait(backoff.next())
 
     def result_sync(self, timeout: float | None = None) -> T:
         """``result()`` for sync code (scripts, Flask, Django); same errors."""
-        backoff = Backoff()
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            found = self._finished()
-            if found is not None:
-                return self._unwrap(*found)
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"job {self.id} did not finish within {timeout:g} s")
-            time.sleep(backoff.next())
+        wake = threading.Event()
+        with watching(self._record_dirs(), wake.set, name=self._record_name) as live:
+            backoff = _poll_pace(live)
+            while True:
+                wake.clear()
+                found = self._finished()
+                if found is not None:
+                    return self._unwrap(*found)
+                pause = backoff.next()
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError(f"job {self.id} did not finish within {timeout:g} s")
+                    pause = min(pause, left)
+                wake.wait(pause)
+
+    @property
+    def _record_name(self) -> str:
+        return self.id + JOB_SUFFIX
+
+    def _record_dirs(self) -> list[str]:
+        """Where the job's outcome record will land (one directory per finished state)."""
+        return [self._spool.path(state, self.queue) for state in FINISHED_STATES]
 
     def _unwrap(self, state: str, outcome: dict[str, Any]) -> T:
         if state == FAILED:

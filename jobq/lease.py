@@ -106,12 +106,25 @@ def requeue_held(spool: SpoolDir, held: Claimed, *, who: str) -> str:
     return "failed" if spool.commit([finish])[0] else "gone"
 
 
-def reap_worker(spool: SpoolDir, worker_id: str, *, who: str) -> dict[str, int]:
+def reap_worker(
+    spool: SpoolDir, worker_id: str, *, who: str, pid: int | None = None
+) -> dict[str, int]:
     """Take back every job of ``worker_id`` and remove its registration.
+
+    With the dead worker's ``pid``, also finish the commits it left halfway, so that an
+    outcome it had already decided is complete at once.
 
     Safe when several reapers race: each move is a rename that exactly one of them wins.
     """
     counts: dict[str, int] = {}
+    if pid is not None:
+        try:
+            if completed := spool.complete_commits(pid):
+                counts["completed"] = completed
+        except (SpoolError, OSError):
+            logger.warning(
+                "completing commits of %s failed: %s", worker_id, traceback.format_exc(limit=1)
+            )
     for held in spool.running_jobs(worker_id):
         try:
             what = requeue_held(spool, held, who=who)
@@ -137,7 +150,10 @@ def reap_expired(spool: SpoolDir, own_id: str) -> list[str]:
         lease = info.get("lease", 30.0)
         lease = float(lease) if isinstance(lease, int | float) else 30.0
         if worker_id != own_id and now - seen > lease:
-            counts = reap_worker(spool, worker_id, who=own_id)
+            pid = info.get("pid")
+            counts = reap_worker(
+                spool, worker_id, who=own_id, pid=pid if isinstance(pid, int) else None
+            )
             logger.warning(
                 "reaped worker %s (silent for %.1f s): %s", worker_id, now - seen, counts
             )

@@ -7,18 +7,24 @@ scope, and reports what happened.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import random
+import threading
 import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 import orjson
 
 from jobq.errors import Retry, SerializationError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from jobq.model import Job
     from jobq.registry import JobSpec
 
@@ -98,5 +104,33 @@ async def run_attempt(spec: JobSpec, job: Job, scope: anyio.CancelScope) -> Endi
 async def _call(spec: JobSpec, job: Job) -> Any:
     if spec.is_async:
         return await spec.func(*job.args, **job.kwargs)
-    call = functools.partial(spec.func, *job.args, **job.kwargs)
-    return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+    return await run_in_daemon_thread(functools.partial(spec.func, *job.args, **job.kwargs))
+
+
+async def run_in_daemon_thread(call: Callable[[], Any]) -> Any:
+    """Run ``call`` in a fresh daemon thread (with this task's context) and wait for it.
+
+    Cancelling the wait (timeout, ``jobq cancel``, shutdown) abandons the thread: Python cannot
+    stop it. It is a daemon so that it cannot keep the worker process alive once the worker is
+    done: anyio's own worker threads are not daemons on asyncio, and the interpreter would wait
+    at exit for a job that may never end.
+    """
+    token = anyio.lowlevel.current_token()
+    finished = anyio.Event()
+    box: list[Any] = []  # [value] or [None, exception]
+    context = contextvars.copy_context()  # current_job() and log capture work in the thread
+
+    def target() -> None:
+        try:
+            box.append(context.run(call))
+        except BaseException as exc:
+            box.extend((None, exc))
+        # The event loop may be gone (an abandoned job outliving its worker): nobody waits.
+        with contextlib.suppress(Exception):
+            anyio.from_thread.run_sync(finished.set, token=token)
+
+    threading.Thread(target=target, name="jobq-sync-job", daemon=True).start()
+    await finished.wait()
+    if len(box) == 2:
+        raise box[1]
+    return box[0]

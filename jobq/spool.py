@@ -22,7 +22,7 @@ from jobq import layout as L
 from jobq.errors import ConfigurationError, InvalidName, SpoolError
 from jobq.layout import JobFileName, parse_running, parse_scheduled
 from jobq.model import Job, encode_job
-from jobq.names import check_queue
+from jobq.names import check_job_id, check_queue
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -119,6 +119,10 @@ class SpoolDir:
         """The captured log of a job."""
         return self.path(L.LOGS, job_id + ".log")
 
+    def progress_path(self, job_id: str) -> str:
+        """The last progress a running job reported (JSON)."""
+        return self.path(L.LOGS, job_id + ".progress")
+
     def worker_file(self, worker_id: str) -> str:
         """A worker's registration; its mtime is the worker's heartbeat."""
         return self.path(L.WORKERS, worker_id + L.JOB_SUFFIX)
@@ -165,7 +169,9 @@ class SpoolDir:
         self.ensure()
         check_queue(queue)
         with _translated(f"create queue {queue!r}"):
+            # queues/Q first: makedirs gives intermediate directories the umask's mode.
             for d in (
+                self.path(L.QUEUES, queue),
                 self.pending_dir(queue),
                 self.scheduled_dir(queue),
                 *(self.path(s, queue) for s in L.FINISHED_STATES),
@@ -231,12 +237,22 @@ class SpoolDir:
         with _translated(f"write {dest}"):
             self._publish_file(dest, data)
 
-    def rename(self, src: str, dst: str) -> bool:
-        """Rename ``src`` to ``dst``; False if ``src`` was gone (a lost race)."""
+    def rename(self, src: str, dst: str, *, src_ino: int | None = None) -> bool:
+        """Rename ``src`` to ``dst``; False if ``src`` was gone (a lost race).
+
+        On a network filesystem a rename can report ENOENT although it succeeded (its reply
+        was lost and the retry found no source). Like Postfix's ``sane_rename`` we then look at
+        the destination: when ``src_ino`` is given, the destination must be that very file;
+        otherwise (destinations private to the caller) its existence is enough.
+        """
         try:
             os.rename(src, dst)
         except FileNotFoundError:
-            return False
+            try:
+                found = os.stat(dst).st_ino
+            except FileNotFoundError:
+                return False
+            return os.path.exists(src) is False and (src_ino is None or found == src_ino)
         return True
 
     # -- publish ---------------------------------------------------------------------------
@@ -286,6 +302,11 @@ class SpoolDir:
             for tmp, _ in staged[renamed:]:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
+            # Renamed but not known durable (the directory fsync failed): the caller is told
+            # the enqueue failed, so take the jobs back unless a worker already claimed them.
+            for _, dest in staged[:renamed]:
+                with contextlib.suppress(OSError):
+                    os.unlink(dest)
             for job_id in claimed_keys:
                 with contextlib.suppress(OSError):
                     os.unlink(self.path(L.KEYS, job_id))
@@ -300,11 +321,19 @@ class SpoolDir:
 
     def _take_key(self, job_id: str, taken: list[str]) -> bool:
         try:
-            os.close(os.open(self.path(L.KEYS, job_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+            os.close(os.open(self.path(L.KEYS, job_id), flags, _FILE_MODE))
         except FileExistsError:
             return False
         taken.append(job_id)
         return True
+
+    def key_age(self, job_id: str) -> float | None:
+        """Seconds since the deduplication key of ``job_id`` was taken, None if it is free."""
+        try:
+            return self.now() - os.stat(self.path(L.KEYS, job_id)).st_mtime
+        except FileNotFoundError:
+            return None
 
     def release_key(self, job_id: str) -> None:
         """Forget a deduplication key so that the same key can be enqueued again."""
@@ -351,19 +380,33 @@ class SpoolDir:
         results: list[bool] = []
         with _translated("record a job outcome"):
             staged = []
-            for fin in finishes:
-                tmp = self._temp_path(f"{fin.state}@{fin.queue}@{fin.job_id}", ".rec")
-                self._write_new(tmp, fin.record)
-                staged.append((fin, tmp))
+            try:
+                for fin in finishes:
+                    tmp = self._temp_path(f"{fin.state}@{fin.queue}@{fin.job_id}", ".rec")
+                    self._write_new(tmp, fin.record)
+                    staged.append((fin, tmp, os.stat(tmp).st_ino))
+            except BaseException:  # e.g. ENOSPC: nothing is committed, leave nothing behind
+                for _, tmp, _ in staged:
+                    self.remove(tmp)
+                raise
             touched: set[str] = set()
-            for fin, tmp in staged:
+            for fin, tmp, tmp_ino in staged:
                 self.ensure_queue(fin.queue)
                 dest = self.finished_path(fin.state, fin.queue, fin.job_id)
-                if not self.rename(fin.src, dest):
-                    os.unlink(tmp)
+                try:
+                    # Records are not private to us: a lost-reply check must match the inode.
+                    ino: int | None = os.stat(fin.src).st_ino
+                except FileNotFoundError:
+                    ino = None
+                if ino is None or not self.rename(fin.src, dest, src_ino=ino):
+                    self.remove(tmp)
                     results.append(False)
                     continue
-                os.rename(tmp, dest)
+                if not self.rename(tmp, dest, src_ino=tmp_ino):
+                    # Our staged record was taken by a collector that thought us dead (we were
+                    # frozen between its writing and this rename): the job is ours, record
+                    # it again.
+                    self._publish_file(dest, fin.record)
                 touched.add(os.path.dirname(dest))
                 results.append(True)
             for directory in sorted(touched):
@@ -382,7 +425,13 @@ class SpoolDir:
         else:
             dest = os.path.join(self.scheduled_dir(queue), name.scheduled_name(due_us))
         with _translated("requeue a job"):
-            if not self.rename(src, dest):
+            # The destination's name is the one a reaper would use too: a lost-reply check
+            # must match the inode, or a fenced worker would take the reaper's move for its own.
+            try:
+                ino = os.stat(src).st_ino
+            except FileNotFoundError:
+                return False
+            if not self.rename(src, dest, src_ino=ino):
                 return False
             self.fsync_dir(os.path.dirname(dest))
         return True
@@ -407,6 +456,34 @@ class SpoolDir:
             with _translated("promote a scheduled job"):
                 self.fsync_dir(self.pending_dir(queue))
         return moved
+
+    def promote_due_next(self, queue: str, now_us: int) -> tuple[int, int | None]:
+        """``promote_due`` that also tells when the next scheduled job is due, from one listing.
+
+        Returns:
+            How many jobs moved, and the due time (µs) of the earliest job left in
+            ``scheduled/`` (None if there is none), so an idle worker can sleep until then.
+        """
+        moved = 0
+        next_due: int | None = None
+        directory = self.scheduled_dir(queue)
+        for filename in sorted(list_names(directory)):
+            try:
+                due, name = parse_scheduled(filename)
+            except InvalidName:
+                self.quarantine(os.path.join(directory, filename), "not a scheduled job name")
+                continue
+            if due > now_us:
+                next_due = due
+                break
+            src = os.path.join(directory, filename)
+            with _translated("promote a scheduled job"):
+                if self.rename(src, os.path.join(self.pending_dir(queue), name.filename)):
+                    moved += 1
+        if moved:
+            with _translated("promote a scheduled job"):
+                self.fsync_dir(self.pending_dir(queue))
+        return moved, next_due
 
     def quarantine(self, src: str, reason: str) -> str | None:
         """Move a bad file byte-for-byte into ``invalid/`` with a ``.reason`` file beside it.
@@ -547,8 +624,7 @@ class SpoolDir:
             try:
                 os.utime(probe)
             except FileNotFoundError:
-                with open(probe, "ab"):
-                    pass
+                os.close(os.open(probe, os.O_WRONLY | os.O_CREAT, _FILE_MODE))
             return os.stat(probe).st_mtime
 
     # -- cancel requests -------------------------------------------------------------------
@@ -556,8 +632,9 @@ class SpoolDir:
     def request_cancel(self, job_id: str) -> None:
         """Ask the worker running ``job_id`` to cancel it."""
         self.ensure()
-        with _translated("request a cancel"), open(self.path(L.CANCEL_REQUESTS, job_id), "ab"):
-            pass
+        with _translated("request a cancel"):
+            flags = os.O_WRONLY | os.O_CREAT
+            os.close(os.open(self.path(L.CANCEL_REQUESTS, job_id), flags, _FILE_MODE))
 
     def cancel_requests(self) -> set[str]:
         """Ids of jobs whose cancellation was requested."""
@@ -597,22 +674,48 @@ class SpoolDir:
             handled += 1
         return handled
 
+    def complete_commits(self, pid: int) -> int:
+        """Finish the commits that process ``pid`` left between their two renames.
+
+        Called by the reaper for a dead worker, so that its last recorded outcomes are complete
+        at once rather than after ``collect_tmp``'s hour. Safe even if another host's live
+        process has the same pid: ``commit`` records its outcome again if its staged record
+        was taken. Returns how many staged records were handled.
+        """
+        handled = 0
+        marker = f".{pid}."
+        directory = self.path(L.TMP)
+        for filename in list_names(directory):
+            if filename.endswith(".rec") and marker in filename:
+                self._complete_commit(os.path.join(directory, filename), filename)
+                handled += 1
+        return handled
+
     def _complete_commit(self, path: str, filename: str) -> None:
+        """Move a staged record over its bare destination (commit point passed), else drop it.
+
+        A destination that holds only the job (no ``state``) was renamed there by the commit
+        that staged this record: the outcome is decided and only its contents are missing.
+        With no destination the commit never reached its commit point: the job is still in
+        ``running/`` and the reaper requeues it.
+        """
         state, _, rest = filename.partition("@")
         queue, _, rest = rest.partition("@")
-        job_id = rest.split(".", 1)[0]
         try:
-            dest = self.finished_path(state, check_queue(queue), job_id)
+            if state not in L.FINISHED_STATES:
+                raise InvalidName(f"not a state: {state!r}")
+            dest = self.finished_path(state, check_queue(queue), check_job_id(rest.split(".")[0]))
             with open(dest, "rb") as f:
-                bare = b'"state"' not in f.read()
-        except (InvalidName, OSError):
+                current = orjson.loads(f.read())
+            bare = isinstance(current, dict) and "state" not in current
+        except (InvalidName, OSError, ValueError):
             bare = False
-        if bare and state in L.FINISHED_STATES:
-            with _translated("complete an interrupted commit"):
-                os.rename(path, dest)
-                self.fsync_dir(os.path.dirname(dest))
-        else:
+        if not bare:
             self.remove(path)
+            return
+        with _translated("complete an interrupted commit"):
+            if self.rename(path, dest):
+                self.fsync_dir(os.path.dirname(dest))
 
     # -- removal ---------------------------------------------------------------------------
 

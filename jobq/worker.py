@@ -25,6 +25,7 @@ import orjson
 from jobq import fileio
 from jobq import layout as L
 from jobq.api import Spool, spool_dir
+from jobq.backlog import Backlog
 from jobq.context import CaptureHandler, JobContext, new_context
 from jobq.errors import ConfigurationError, InvalidName
 from jobq.lease import Heartbeat, reap_expired, requeue_held
@@ -33,10 +34,10 @@ from jobq.names import check_queue
 from jobq.registry import lookup, registered_names
 from jobq.runner import Ending, backoff_delay, run_attempt
 from jobq.spool import Claimed, Finish, SpoolDir
-from jobq.waiting import Backoff
+from jobq.waiting import TRUSTED_POLL, Backoff, Wakeup, watching
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from anyio.abc import TaskGroup
 
@@ -47,6 +48,10 @@ logger = logging.getLogger("jobq.worker")
 #: In burst mode, scheduled jobs due within this many seconds still count as work to wait for.
 BURST_HORIZON = 60.0
 
+#: When not even a failure record can be written (the disk is full), the job waits this long in
+#: ``scheduled/`` before it runs again: space has to be freed first.
+UNRECORDED_DELAY = 300.0
+
 
 @dataclass(eq=False)
 class _Running:
@@ -56,6 +61,12 @@ class _Running:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     reason: str | None = None  # why we cancelled it: "cancel", "shutdown" or "lost"
     started_at: float = field(default_factory=time.time)
+    unrecordable: bool = False  # the filesystem refused its outcome record once already
+
+
+# One outcome for the committer: the finish, an event set when it is done, and a box that gets
+# True (recorded), False (fenced) or the OSError that kept it from being recorded.
+_Commit = tuple[Finish, anyio.Event, list["bool | OSError"]]
 
 
 def _new_worker_id() -> str:
@@ -76,6 +87,9 @@ class Worker:
         durable: fsync outcomes (default: the spool's setting).
         handle_signals: stop gracefully on SIGTERM/SIGINT (second signal: at once). Needs the
             main thread.
+        watch: wake up on file events (inotify) when idle; default: yes unless
+            ``$JOBQ_NO_WATCH=1``. Polling stays on either way (events are only a hint on
+            network filesystems).
 
     Raises:
         ConfigurationError: if a setting is out of range.
@@ -92,6 +106,7 @@ class Worker:
         grace: float = 30.0,
         durable: bool | None = None,
         handle_signals: bool = False,
+        watch: bool | None = None,
     ) -> None:
         if isinstance(spool, Spool):
             self.spool: SpoolDir = spool.dir if durable is None else spool_dir(spool.path, durable)
@@ -111,6 +126,8 @@ class Worker:
         self.lease = float(lease)
         self.grace = float(grace)
         self.handle_signals = handle_signals
+        self.watch = watch
+        self._backlog = Backlog(self.spool.pending_names, self.queues)
         self.id = _new_worker_id()
         self.processed = 0
         self._running: dict[str, _Running] = {}
@@ -159,9 +176,7 @@ class Worker:
         await anyio.to_thread.run_sync(self._register)
         handler = CaptureHandler()
         logging.getLogger().addHandler(handler)
-        send, receive = anyio.create_memory_object_stream[tuple[Finish, anyio.Event, list[bool]]](
-            math.inf
-        )
+        send, receive = anyio.create_memory_object_stream[_Commit](math.inf)
         self._commits = send
         clean = True
         try:
@@ -210,57 +225,86 @@ class Worker:
     # -- claiming --------------------------------------------------------------------------
 
     async def _claim_loop(self, jobs: TaskGroup, burst: bool) -> None:
-        backoff = Backoff(first=0.001, cap=0.1)
-        while not self._stopping:
-            free = self.concurrency - len(self._running)
-            if free <= 0:
-                await self._wait_change()
-                continue
-            claimed, more_later = await anyio.to_thread.run_sync(self._claim_batch, free)
-            for held, job in claimed:
-                self._start(jobs, held, job)
-            if claimed:
-                backoff.reset()
-                continue
-            if burst and not self._running and not more_later:
-                return
-            with anyio.move_on_after(backoff.next()):
-                await self._wait_change()
+        """Claim while slots are free; when idle, wait for a file event, a due time or a poll.
 
-    def _claim_batch(self, limit: int) -> tuple[list[tuple[Claimed, Job]], bool]:
+        The file events (see ``jobq.waiting``) only cut the wait short: each wait still ends
+        with a scan, so a missed or missing event delays a job by one poll, never loses it.
+        """
+        wake = Wakeup(on_raise=self._notify)
+        with watching(self._watched_dirs(), wake.raise_threadsafe, enabled=self.watch) as live:
+            # Trusted events leave polling as a slow safety net; else polling is how we learn.
+            idle = Backoff(TRUSTED_POLL, TRUSTED_POLL) if live else Backoff(first=0.001, cap=0.1)
+            while not self._stopping:
+                free = self.concurrency - len(self._running)
+                if free <= 0:
+                    await self._wait_change()
+                    continue
+                wake.clear()  # before the scan: a file landing during it raises the flag again
+                claimed, next_due, more_later = await anyio.to_thread.run_sync(
+                    self._claim_batch, free
+                )
+                for held, job in claimed:
+                    self._start(jobs, held, job)
+                if claimed:
+                    idle.reset()
+                    continue
+                if burst and not self._running and not more_later:
+                    return
+                pause = idle.next()
+                if next_due is not None:
+                    pause = min(pause, max(0.0, next_due - time.time()))
+                if not wake.raised:
+                    with anyio.move_on_after(pause):
+                        await self._wait_change()
+
+    def _watched_dirs(self) -> list[str]:
+        return [
+            d
+            for queue in self.queues
+            for d in (self.spool.pending_dir(queue), self.spool.scheduled_dir(queue))
+        ]
+
+    def _claim_batch(self, limit: int) -> tuple[list[tuple[Claimed, Job]], float | None, bool]:
         """Promote due jobs, then claim up to ``limit`` jobs in priority order (one thread hop).
 
-        Also returns whether scheduled jobs are due soon (burst mode waits for those).
+        Claims come from the backlog (a sorted listing kept between calls, see
+        ``jobq.backlog``), listed again once used up. Also returns when the next scheduled job
+        is due (epoch seconds, or None) and whether more work may come soon (burst mode waits
+        for that).
         """
-        now = time.time()
-        soon = False
-        candidates: list[tuple[str, str]] = []
+        now_us = round(time.time() * 1_000_000)
+        next_due: int | None = None
         for queue in self.queues:
-            self.spool.promote_due(queue, round(now * 1_000_000))
-            soon = soon or self._scheduled_within(queue, now + BURST_HORIZON)
-            candidates.extend((name, queue) for name in self.spool.pending_names(queue))
-        candidates.sort()
+            moved, due = self.spool.promote_due_next(queue, now_us)
+            if moved:
+                self._backlog.invalidate()
+            if due is not None and (next_due is None or due < next_due):
+                next_due = due
+        self._backlog.refresh_if_stale()
         claimed: list[tuple[Claimed, Job]] = []
-        for filename, queue in candidates:
-            if len(claimed) >= limit:
-                break
-            try:
-                held = self.spool.claim(self.id, queue, filename)
-            except InvalidName as exc:
-                self.spool.quarantine(
-                    os.path.join(self.spool.pending_dir(queue), filename), str(exc)
-                )
+        listed = seen = False
+        while len(claimed) < limit:
+            entry = self._backlog.pop()
+            if entry is None:
+                if listed:
+                    break
+                listed = True
+                seen = self._backlog.relist() > 0 or seen
                 continue
-            if held is None:
-                continue
-            job = self._load(held)
-            if job is not None:
+            seen = True
+            held = self._claim_one(*entry)
+            job = self._load(held) if held is not None else None
+            if held is not None and job is not None:
                 claimed.append((held, job))
-        return claimed, soon or bool(candidates)
+        soon = next_due is not None and next_due <= now_us + BURST_HORIZON * 1_000_000
+        return claimed, None if next_due is None else next_due / 1_000_000, soon or seen
 
-    def _scheduled_within(self, queue: str, horizon: float) -> bool:
-        names = self.spool.scheduled_names(queue)
-        return bool(names) and min(names)[:16] <= f"{round(horizon * 1_000_000):016d}"
+    def _claim_one(self, filename: str, queue: str) -> Claimed | None:
+        try:
+            return self.spool.claim(self.id, queue, filename)
+        except InvalidName as exc:
+            self.spool.quarantine(os.path.join(self.spool.pending_dir(queue), filename), str(exc))
+            return None
 
     def _load(self, held: Claimed) -> Job | None:
         try:
@@ -338,6 +382,7 @@ class Worker:
             await self._record(run, L.CANCELLED, None, None)
             await anyio.to_thread.run_sync(self.spool.clear_cancel, run.job.id)
         elif run.reason == "shutdown":
+            logger.warning("job %s still running after the grace period: requeued", run.job.id)
             await anyio.to_thread.run_sync(self.spool.requeue, held.path, held.queue, held.name)
         # "lost": the lease is gone; the reaper owns the job now.
 
@@ -357,11 +402,34 @@ class Worker:
             run.claimed.path, run.claimed.queue, run.job.id, state, encode_record(run.job, outcome)
         )
         done = anyio.Event()
-        box: list[bool] = []
+        box: list[bool | OSError] = []
         await self._commits.send((finish, done, box))
         await done.wait()
-        if not box or not box[0]:
+        if box and isinstance(box[0], OSError):
+            await self._unrecorded(run, box[0])
+        elif not box or not box[0]:
             self._fenced(run)
+
+    async def _unrecorded(self, run: _Running, exc: OSError) -> None:
+        """The filesystem refused the outcome record (disk full, I/O error): never lose the job.
+
+        That is a failure of this attempt, retried like any other (a small failure record may
+        still fit where a big result did not). If that cannot be recorded either, the job goes
+        back to ``scheduled/`` for a lease. Either way the worker keeps serving the jobs whose
+        outcomes it can record, rather than dying and leaving them all to the lease.
+        """
+        if not run.unrecordable:
+            run.unrecordable = True
+            message = f"cannot record the outcome: {exc}"
+            error = {"type": "jobq.SpoolError", "message": message, "traceback": message + "\n"}
+            await self._settle(run, Ending("error", error=error))
+            return
+        held = run.claimed
+        delay = max(UNRECORDED_DELAY, self.lease)
+        due = round((time.time() + delay) * 1_000_000)
+        await anyio.to_thread.run_sync(self.spool.requeue, held.path, held.queue, held.name, due)
+        logger.error("job %s: no outcome recorded (%s); it runs again in %g s", run.job.id, exc,
+                     delay)  # fmt: skip
 
     def _fenced(self, run: _Running) -> None:
         logger.warning(
@@ -379,10 +447,23 @@ class Worker:
                         batch.append(receive.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
-                results = await anyio.to_thread.run_sync(self.spool.commit, [b[0] for b in batch])
+                finishes = [b[0] for b in batch]
+                results: list[bool | OSError]
+                try:
+                    results = list(await anyio.to_thread.run_sync(self.spool.commit, finishes))
+                except OSError:
+                    # One record that does not fit must not sink the others in its batch.
+                    results = [await self._commit_alone(fin) for fin in finishes]
                 for (_, event, box), ok in zip(batch, results, strict=True):
                     box.append(ok)
                     event.set()
+
+    async def _commit_alone(self, finish: Finish) -> bool | OSError:
+        try:
+            return (await anyio.to_thread.run_sync(self.spool.commit, [finish]))[0]
+        except OSError as exc:  # SpoolError is an OSError too
+            logger.error("job %s: cannot record its outcome: %s", finish.job_id, exc)
+            return exc
 
     # -- logs and progress -----------------------------------------------------------------
 
@@ -393,34 +474,52 @@ class Worker:
             return
         text = "".join(lines[:count])
         del lines[:count]
-        await fileio.append_text(self.spool.log_path(run.job.id), text)
+        try:
+            await fileio.append_text(self.spool.log_path(run.job.id), text)
+        except OSError as exc:  # a full disk loses log lines, not the job or the worker
+            logger.warning("job %s: %d log line(s) lost: %s", run.job.id, count, exc)
 
     async def _write_progress(self, ctx: JobContext) -> None:
-        path = self.spool.log_path(ctx.id)[: -len(".log")] + ".progress"
-        await fileio.write_bytes(path, orjson.dumps(ctx.progress_state))
+        await fileio.write_bytes(self.spool.progress_path(ctx.id), orjson.dumps(ctx.progress_state))
 
     # -- housekeeping ----------------------------------------------------------------------
 
     async def _housekeeping(self) -> None:
         tick = min(0.25, self.lease / 4)
-        last_flush = last_reap = last_gc = 0.0
+        last_flush = last_reap = 0.0
+        last_gc = -math.inf  # collect tmp/ once at start: a restart after a crash cleans up
         while True:
             await anyio.sleep(tick)
             now = time.monotonic()
             if self._heartbeat is not None and self._heartbeat.lost.is_set():
-                await self._lease_lost()
+                await self._chore("re-registering after a lost lease", self._lease_lost)
             if self._running:
-                await self._serve_cancels()
+                await self._chore("reading cancel requests", self._serve_cancels)
             if now - last_flush >= 0.5:
                 last_flush = now
                 for run in list(self._running.values()):
-                    await self._flush_log(run)
+                    await self._chore("writing a job log", self._flush_log, run)
             if now - last_reap >= self.lease / 2:
                 last_reap = now
-                await anyio.to_thread.run_sync(reap_expired, self.spool, self.id)
+                await self._chore(
+                    "reaping", anyio.to_thread.run_sync, reap_expired, self.spool, self.id
+                )
             if now - last_gc >= 300:
                 last_gc = now
-                await anyio.to_thread.run_sync(self.spool.collect_tmp, 3600.0)
+                await self._chore(
+                    "collecting tmp/", anyio.to_thread.run_sync, self.spool.collect_tmp, 3600.0
+                )
+
+    async def _chore(self, what: str, func: Callable[..., Awaitable[object]], *args: Any) -> None:
+        """Run one housekeeping step; a filesystem error is logged, not fatal (next tick retries).
+
+        A worker that dies on a transient error (NFS hiccup, full disk) would strand its jobs
+        for a lease; one that keeps going retries the step a tick later.
+        """
+        try:
+            await func(*args)
+        except OSError as exc:  # SpoolError is an OSError too
+            logger.warning("%s failed (retrying): %s", what, exc)
 
     async def _serve_cancels(self) -> None:
         requested = await anyio.to_thread.run_sync(self.spool.cancel_requests)
@@ -430,21 +529,27 @@ class Worker:
             run.scope.cancel()
 
     async def _lease_lost(self) -> None:
-        """Stop our jobs (their outcomes would be fenced anyway) and come back as a new worker."""
+        """Stop our jobs (their outcomes would be fenced anyway) and come back as a new worker.
+
+        The new registration comes first: claims from here on go to the new id, so the old
+        id's jobs are a closed set to stop, wait for and hand back.
+        """
         old_id = self.id
         logger.warning("worker %s lost its lease; stopping its jobs and re-registering", old_id)
-        for run in list(self._running.values()):
-            run.reason = "lost"
-            run.scope.cancel()
-        while self._running:
+        self.id = _new_worker_id()
+        await anyio.to_thread.run_sync(self._register)
+        old_dir = self.spool.running_dir(old_id) + os.sep
+        while stale := [r for r in self._running.values() if r.claimed.path.startswith(old_dir)]:
+            for run in stale:
+                run.reason = "lost"
+                run.scope.cancel()
             await self._wait_change()
         for held in await anyio.to_thread.run_sync(self.spool.running_jobs, old_id):
             await anyio.to_thread.run_sync(
                 functools.partial(requeue_held, self.spool, held, who=old_id)
             )
         await anyio.to_thread.run_sync(self.spool.deregister_worker, old_id)
-        self.id = _new_worker_id()
-        await anyio.to_thread.run_sync(self._register)
+        logger.info("worker %s is back as %s", old_id, self.id)
 
 
 def _unregistered(name: str) -> dict[str, str]:

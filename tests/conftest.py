@@ -13,7 +13,7 @@ import pytest
 import jobq
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -46,3 +46,71 @@ def run_jobq(
     return subprocess.run(
         jobq_command(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+class WorkerProcess:
+    """A real ``jobq worker`` process started by the ``worker_process`` fixture.
+
+    Attributes:
+        proc: the process.
+        log: the file its stdout and stderr go to.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.proc = proc
+        self.log = log
+
+    @property
+    def pid(self) -> int:
+        """The worker's process id."""
+        return self.proc.pid
+
+    def output(self) -> str:
+        """What the worker printed so far."""
+        return self.log.read_text(errors="replace")
+
+    def wait(self, timeout: float = 60) -> int:
+        """Wait for the worker to exit; its exit code."""
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM (a graceful stop) and wait; its exit code."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        """Stop it for sure (SIGTERM, then SIGKILL after 10 s), by PID."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def worker_process(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start real ``jobq worker`` processes; every one still running is stopped at teardown.
+
+    ``worker_process("apps.e2e", "--spool", str(spool), "--burst")`` runs the installed entry
+    point with ``cwd=tests/`` (so ``apps.*`` modules import), output to a file in tmp_path.
+    """
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, cwd: Path = TESTS) -> WorkerProcess:
+        log = tmp_path / f"worker-{len(started)}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                jobq_command("worker", *args), cwd=cwd, stdout=out, stderr=subprocess.STDOUT
+            )
+        started.append(WorkerProcess(proc, log))
+        return started[-1]
+
+    yield start
+    for worker in started:
+        worker.kill()
