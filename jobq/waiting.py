@@ -39,6 +39,7 @@ __all__ = (
     "Backoff",
     "Wakeup",
     "events_enabled",
+    "filesystem_type",
     "local_filesystem",
     "watching",
 )
@@ -96,13 +97,13 @@ def events_enabled(requested: bool | None = None) -> bool:
 
 
 @functools.lru_cache(maxsize=64)
-def local_filesystem(path: str) -> bool:
-    """Whether ``path`` lives on a filesystem that only this kernel changes (by mount table)."""
+def filesystem_type(path: str) -> str:
+    """The type of the filesystem ``path`` lives on (``ext4``, ``nfs4``...), '' if unknown."""
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines()
     except OSError:
-        return False
+        return ""
     real = os.path.realpath(path)
     best, fstype = "", ""
     for line in lines:
@@ -113,7 +114,12 @@ def local_filesystem(path: str) -> bool:
         inside = real == mount or real.startswith(mount.rstrip("/") + "/")
         if inside and len(mount) >= len(best):
             best, fstype = mount, fields[fields.index("-") + 1]
-    return fstype in _LOCAL_FS
+    return fstype
+
+
+def local_filesystem(path: str) -> bool:
+    """Whether ``path`` lives on a filesystem that only this kernel changes."""
+    return filesystem_type(path) in _LOCAL_FS
 
 
 # -- the process-wide watcher ---------------------------------------------------------------
