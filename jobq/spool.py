@@ -640,6 +640,15 @@ class SpoolDir:
         """Ids of jobs whose cancellation was requested."""
         return set(list_names(self.path(L.CANCEL_REQUESTS)))
 
+    def collect_cancel_requests(self) -> int:
+        """Drop cancel requests of jobs that finished before a worker saw them; how many."""
+        dropped = 0
+        for job_id in self.cancel_requests():
+            if self.find_finished(job_id) is not None:
+                self.clear_cancel(job_id)
+                dropped += 1
+        return dropped
+
     def clear_cancel(self, job_id: str) -> None:
         """Forget a served cancel request."""
         with contextlib.suppress(FileNotFoundError):

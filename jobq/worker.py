@@ -509,6 +509,11 @@ class Worker:
                 await self._chore(
                     "collecting tmp/", anyio.to_thread.run_sync, self.spool.collect_tmp, 3600.0
                 )
+                await self._chore(
+                    "collecting cancel requests",
+                    anyio.to_thread.run_sync,
+                    self.spool.collect_cancel_requests,
+                )
 
     async def _chore(self, what: str, func: Callable[..., Awaitable[object]], *args: Any) -> None:
         """Run one housekeeping step; a filesystem error is logged, not fatal (next tick retries).

@@ -392,3 +392,18 @@ def test_hostile_names_never_touch_paths_outside_the_spool(
             result = CliRunner().invoke(cli, [*args, "--spool", str(spool_path)])
             assert result.exit_code == 2, (args, result.output)
     assert {p for p in tmp_path.parent.rglob("*") if spool_path not in p.parents} == outside
+
+
+def test_cancel_requests_of_finished_jobs_are_collected(spool_path: Path) -> None:
+    """A cancel request that arrives too late does not stay in cancel/ for ever."""
+    handle = fault_app.blob.enqueue_sync(3)
+    anyio.run(_burst)
+    assert handle.result_sync(timeout=5) == "xxx"
+    (spool_path / "cancel" / handle.id).touch()  # as if `jobq cancel` raced the finish
+    (spool_path / "cancel" / "unknown_job").touch()
+    assert SpoolDir(spool_path).collect_cancel_requests() == 1
+    assert sorted(p.name for p in (spool_path / "cancel").iterdir()) == ["unknown_job"]
+
+
+async def _burst() -> None:
+    await jobq.Worker(queues=["default"]).run(burst=True)
