@@ -62,6 +62,11 @@ class Backlog:
         self._max_age = max(MIN_AGE, COST_FACTOR * (self._listed_at - start))
         return len(found)
 
+    def skip(self, count: int) -> None:
+        """Drop the next ``count`` entries (another worker is claiming them)."""
+        for _ in range(min(count, len(self._entries))):
+            self._entries.popleft()
+
     def pop(self) -> tuple[str, str] | None:
         """The next (file name, queue) to try, or None when the listing is used up."""
         return self._entries.popleft() if self._entries else None

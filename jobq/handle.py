@@ -13,7 +13,7 @@ from jobq import admin, fileio
 from jobq.errors import JobCancelled, JobFailed
 from jobq.layout import CANCELLED, FAILED, FINISHED_STATES, JOB_SUFFIX
 from jobq.model import decode_record
-from jobq.waiting import TRUSTED_POLL, Backoff, Wakeup, watching
+from jobq.waiting import Wakeup, poll_backoff, watching
 
 if TYPE_CHECKING:
     from jobq.spool import SpoolDir
@@ -21,11 +21,6 @@ if TYPE_CHECKING:
 __all__ = ("JobHandle",)
 
 T = TypeVar("T")
-
-
-def _poll_pace(live: bool) -> Backoff:
-    # With trusted file events the poll is only a safety net; without, it is how we learn.
-    return Backoff(TRUSTED_POLL, TRUSTED_POLL) if live else Backoff()
 
 
 class JobHandle(Generic[T]):
@@ -73,7 +68,7 @@ class JobHandle(Generic[T]):
             anyio.fail_after(timeout),
             watching(self._record_dirs(), wake.raise_threadsafe, name=self._record_name) as live,
         ):
-            backoff = _poll_pace(live)
+            backoff = poll_backoff(live, first=0.0005, cap=0.05)
             while True:
                 wake.clear()
                 found = self._finished()
@@ -86,7 +81,7 @@ class JobHandle(Generic[T]):
         deadline = None if timeout is None else time.monotonic() + timeout
         wake = threading.Event()
         with watching(self._record_dirs(), wake.set, name=self._record_name) as live:
-            backoff = _poll_pace(live)
+            backoff = poll_backoff(live, first=0.0005, cap=0.05)
             while True:
                 wake.clear()
                 found = self._finished()

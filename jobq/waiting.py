@@ -41,6 +41,7 @@ __all__ = (
     "events_enabled",
     "filesystem_type",
     "local_filesystem",
+    "poll_backoff",
     "watching",
 )
 
@@ -85,6 +86,18 @@ class Backoff:
     def reset(self) -> None:
         """Start again from the first interval (something happened)."""
         self._next = self.first
+
+
+def poll_backoff(live: bool, first: float, cap: float) -> Backoff:
+    """The pace of a waiting loop's looks at the spool.
+
+    Args:
+        live: whether trusted file events wake the loop (see ``watching``); then a look every
+            ``TRUSTED_POLL`` seconds is only a safety net.
+        first: the first interval of the fast backoff used otherwise.
+        cap: its longest interval.
+    """
+    return Backoff(TRUSTED_POLL, TRUSTED_POLL) if live else Backoff(first, cap)
 
 
 def events_enabled(requested: bool | None = None) -> bool:

@@ -12,12 +12,13 @@ import functools
 import logging
 import math
 import os
+import random
 import secrets
 import signal
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import orjson
@@ -34,7 +35,7 @@ from jobq.names import check_queue
 from jobq.registry import lookup, registered_names
 from jobq.runner import Ending, backoff_delay, run_attempt
 from jobq.spool import Claimed, Finish, SpoolDir
-from jobq.waiting import TRUSTED_POLL, Backoff, Wakeup, watching
+from jobq.waiting import Wakeup, poll_backoff, watching
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -229,15 +230,20 @@ class Worker:
 
         The file events (see ``jobq.waiting``) only cut the wait short: each wait still ends
         with a scan, so a missed or missing event delays a job by one poll, never loses it.
+        Once a scan has seen everything (it claimed fewer jobs than it had slots for), a freed
+        slot alone does not start another scan; a file event, the poll or a due time does.
         """
         wake = Wakeup(on_raise=self._notify)
         with watching(self._watched_dirs(), wake.raise_threadsafe, enabled=self.watch) as live:
             # Trusted events leave polling as a slow safety net; else polling is how we learn.
-            idle = Backoff(TRUSTED_POLL, TRUSTED_POLL) if live else Backoff(first=0.001, cap=0.1)
+            idle = poll_backoff(live, first=0.001, cap=0.1)
+            look_at = 0.0  # time.monotonic() of the next scan that no event asked for
             while not self._stopping:
                 free = self.concurrency - len(self._running)
-                if free <= 0:
-                    await self._wait_change()
+                left = look_at - time.monotonic()
+                if free <= 0 or (left > 0 and not wake.raised and not burst):
+                    with anyio.move_on_after(left if free > 0 else math.inf):
+                        await self._wait_change()
                     continue
                 wake.clear()  # before the scan: a file landing during it raises the flag again
                 claimed, next_due, more_later = await anyio.to_thread.run_sync(
@@ -245,15 +251,19 @@ class Worker:
                 )
                 for held, job in claimed:
                     self._start(jobs, held, job)
-                if claimed:
+                if len(claimed) == free:  # maybe more: look again as soon as a slot frees
                     idle.reset()
+                    look_at = 0.0
                     continue
                 if burst and not self._running and not more_later:
                     return
+                if claimed:
+                    idle.reset()
                 pause = idle.next()
                 if next_due is not None:
                     pause = min(pause, max(0.0, next_due - time.time()))
-                if not wake.raised:
+                look_at = time.monotonic() + pause
+                if burst and not wake.raised:  # burst mode looks on every change, so wait here
                     with anyio.move_on_after(pause):
                         await self._wait_change()
 
@@ -293,18 +303,26 @@ class Worker:
                 continue
             seen = True
             held = self._claim_one(*entry)
-            job = self._load(held) if held is not None else None
-            if held is not None and job is not None:
+            if held == "lost":
+                # Another worker is claiming right here: jump past its batch rather than race
+                # it name by name. The skipped names stay pending; the next listing has them.
+                self._backlog.skip(limit + random.randrange(limit + 1))
+                continue
+            if held == "invalid":
+                continue
+            job = self._load(held)
+            if job is not None:
                 claimed.append((held, job))
         soon = next_due is not None and next_due <= now_us + BURST_HORIZON * 1_000_000
         return claimed, None if next_due is None else next_due / 1_000_000, soon or seen
 
-    def _claim_one(self, filename: str, queue: str) -> Claimed | None:
+    def _claim_one(self, filename: str, queue: str) -> Claimed | Literal["lost", "invalid"]:
+        """Claim one listed job; "lost" if another worker won it, "invalid" if quarantined."""
         try:
-            return self.spool.claim(self.id, queue, filename)
+            return self.spool.claim(self.id, queue, filename) or "lost"
         except InvalidName as exc:
             self.spool.quarantine(os.path.join(self.spool.pending_dir(queue), filename), str(exc))
-            return None
+            return "invalid"
 
     def _load(self, held: Claimed) -> Job | None:
         try:
