@@ -310,6 +310,21 @@ class SpoolDir:
         os.close(fd)
         return ino
 
+    def read_file(self, path: str) -> bytes:
+        """A whole (small, immutable) file in four system calls, not the seven of ``open()``."""
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            data = os.read(fd, size + 1)  # one byte more: a short read means the end
+            if len(data) <= size:
+                return data
+            chunks = [data]
+            while chunk := os.read(fd, 65536):  # it grew meanwhile: read to the end
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
     def _temp_path(self, stem: str, suffix: str) -> str:
         return self.path(L.TMP, f"{stem}.{os.getpid()}.{secrets.token_hex(4)}{suffix}")
 

@@ -326,8 +326,7 @@ class Worker:
 
     def _load(self, held: Claimed) -> Job | None:
         try:
-            with open(held.path, "rb") as f:
-                job = decode_job(f.read())
+            job = decode_job(self.spool.read_file(held.path))
         except CorruptJob as exc:
             self.spool.quarantine(held.path, f"corrupt job file: {exc}")
             return None
