@@ -246,6 +246,8 @@ class Worker:
                         await self._wait_change()
                     continue
                 wake.clear()  # before the scan: a file landing during it raises the flag again
+                # A job that ends during the scan may requeue itself behind the scan's back.
+                finished_before = self.processed
                 claimed, next_due, more_later = await anyio.to_thread.run_sync(
                     self._claim_batch, free
                 )
@@ -256,7 +258,9 @@ class Worker:
                     look_at = 0.0
                     continue
                 if burst and not self._running and not more_later:
-                    return
+                    if self.processed == finished_before:
+                        return
+                    continue  # look again: the scan may predate a retry's requeue
                 if claimed:
                     idle.reset()
                 pause = idle.next()
