@@ -129,6 +129,7 @@ class Worker:
         self.handle_signals = handle_signals
         self.watch = watch
         self._backlog = Backlog(self.spool.pending_names, self.queues)
+        self._contended = False  # the last scan lost a claim race to another worker
         self.id = _new_worker_id()
         self.processed = 0
         self._running: dict[str, _Running] = {}
@@ -253,9 +254,11 @@ class Worker:
                 )
                 for held, job in claimed:
                     self._start(jobs, held, job)
-                if len(claimed) == free:  # maybe more: look again as soon as a slot frees
+                if len(claimed) == free or self._contended:
+                    # Maybe more: look again as soon as a slot frees. After lost races the
+                    # listing is another worker's leftovers, not the end of the queue.
                     idle.reset()
-                    look_at = 0.0
+                    look_at = 0.0 if len(claimed) == free else time.monotonic() + 0.001
                     continue
                 if burst and not self._running and not more_later:
                     if self.processed == finished_before:
@@ -297,6 +300,7 @@ class Worker:
         self._backlog.refresh_if_stale()
         claimed: list[tuple[Claimed, Job]] = []
         listed = seen = False
+        self._contended = False
         while len(claimed) < limit:
             entry = self._backlog.pop()
             if entry is None:
@@ -308,6 +312,7 @@ class Worker:
             seen = True
             held = self._claim_one(*entry)
             if held == "lost":
+                self._contended = True
                 # Another worker is claiming right here: jump past its batch rather than race
                 # it name by name. The skipped names stay pending; the next listing has them.
                 self._backlog.skip(limit + random.randrange(limit + 1))

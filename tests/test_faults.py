@@ -148,6 +148,10 @@ def test_sigkill_campaign_every_job_done_exactly_once(
     second = start_worker(spool_path, "--concurrency", "4", backend=backend)
     wait_for(lambda: len(notes(out, "end")) >= 60, "a fifth of the jobs to run")
     wait_for(lambda: any(n[2] == first.pid for n in notes(out, "end")), "the first worker")
+    wait_for(
+        lambda: any(f".{first.pid}." in p.parent.name for p in running_files(spool_path)),
+        "the first worker to hold a job",
+    )
     first.signal(signal.SIGKILL)
     assert first.wait(10) == -signal.SIGKILL
     # Dead with jobs in hand: they are still claimed in its running directory.
