@@ -240,7 +240,7 @@ async def test_failed_fsync_while_enqueueing_a_batch_publishes_nothing(
     before = published(spool_path)
     monkeypatch.setattr(os, "fsync", _raiser(code, os.fsync, when))
     if what == "file fsync":  # on a local filesystem a batch's files share one syncfs instead
-        monkeypatch.setattr(jobq.spool, "_syncfs", _raiser(code, os.fsync, lambda fd: True))
+        monkeypatch.setattr(jobq.spool.files, "_syncfs", _raiser(code, os.fsync, lambda fd: True))
     with pytest.raises(jobq.SpoolError) as caught:
         await fault_app.mark.enqueue_many([("a",), ("b",), ("c",)])
     monkeypatch.undo()

@@ -206,8 +206,8 @@ def _failing_syncfs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         calls.append(fd)
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
-    monkeypatch.setattr(jobq.spool, "_syncfs", fail)
-    monkeypatch.setattr(jobq.spool, "_syncfs_usable", lambda root: True)
+    monkeypatch.setattr(jobq.spool.files, "_syncfs", fail)
+    monkeypatch.setattr(jobq.spool.files, "_syncfs_usable", lambda root: True)
     return calls
 
 

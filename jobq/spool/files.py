@@ -1,0 +1,245 @@
+"""Low-level file operations of the spool: the only code that renames or fsyncs.
+
+Publishing follows Maildir: write a private temp file (O_EXCL), fsync it, rename it into a
+scanned directory, fsync that directory. A rename doubles as a compare-and-swap: of several
+renames of one source exactly one succeeds and the rest get ENOENT, which is not an error but a
+lost race, reported as ``False``. OSErrors leave the spool package as ``SpoolError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import functools
+import os
+import platform
+import secrets
+import sys
+from typing import TYPE_CHECKING, Any
+
+from jobq import layout as L
+from jobq.errors import SpoolError
+from jobq.waiting import local_filesystem
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+__all__ = ("DIR_MODE", "FILE_MODE", "FileOps", "list_names", "translated")
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def list_names(directory: str) -> list[str]:
+    """File names in ``directory`` (no stat), skipping hidden ones; [] if it does not exist."""
+    try:
+        return [n for n in os.listdir(directory) if not n.startswith(".")]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+#: Batches of at least this many new files share one syncfs (measured: from 2 files on it wins).
+_SYNCFS_MIN = 2
+
+
+@functools.lru_cache(maxsize=16)
+def _syncfs_usable(root: str) -> bool:
+    """Whether one ``syncfs(2)`` may stand in for the fsyncs of a batch of files under ``root``.
+
+    Only on Linux >= 5.8, where syncfs reports writeback errors (before, it returned 0 even
+    when data was lost), and only on local filesystems, whose ``sync_fs`` flushes the device:
+    a network or FUSE filesystem's syncfs need not reach the server, while fsync does. The
+    price: it also flushes other dirty data of that filesystem, which a busy neighbour makes
+    slower (but never less safe).
+    """
+    if not sys.platform.startswith("linux") or _libc_syncfs() is None:
+        return False
+    try:
+        major, minor = (int(x) for x in platform.release().split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (5, 8) and local_filesystem(root)
+
+
+@functools.lru_cache(maxsize=1)
+def _libc_syncfs() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+
+
+def _syncfs(fd: int) -> None:
+    """Flush the filesystem that ``fd`` lives on; raises OSError as fsync would."""
+    if _libc_syncfs()(fd) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+@contextlib.contextmanager
+def translated(action: str) -> Iterator[None]:
+    try:
+        yield
+    except SpoolError:
+        raise
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise SpoolError(exc.errno or 0, f"cannot {action}: {reason}{where}") from exc
+
+
+class FileOps:
+    """Blocking file primitives rooted at one spool directory.
+
+    Args:
+        root: the spool directory.
+        durable: fsync files and directories so that what is written survives power loss.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, durable: bool = True) -> None:
+        self.root = os.path.abspath(os.fspath(root))
+        self.durable = durable
+
+    def path(self, *parts: str) -> str:
+        """A path inside the spool."""
+        return os.path.join(self.root, *parts)
+
+    # -- primitives ------------------------------------------------------------------------
+
+    def fsync_dir(self, directory: str) -> None:
+        """Make the entries of ``directory`` durable (a no-op when not durable)."""
+        if not self.durable:
+            return
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _write_new(self, path: str, data: bytes) -> None:
+        """Create ``path`` exclusively, write ``data`` whole, fsync if durable, check close."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if self.durable:
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+        os.close(fd)
+
+    def write_new_many(self, items: Sequence[tuple[str, bytes]]) -> list[int]:
+        """Create each ``(path, data)`` exclusively and make them all durable together.
+
+        A durable batch on a local filesystem shares one ``syncfs(2)`` instead of one fsync
+        per file (ext4 here: 8 files 1.3 ms with fsyncs, 0.3 ms with one syncfs); see
+        ``_syncfs_usable`` for where that is safe. Elsewhere each file is fsynced. If anything
+        fails, the files written so far are removed before the error propagates.
+
+        Returns:
+            Each file's inode number (lost-reply checks of later renames compare it).
+        """
+        shared = self.durable and len(items) >= _SYNCFS_MIN and _syncfs_usable(self.root)
+        # Opened before writing: syncfs reports the writeback errors seen since this open.
+        anchor = os.open(os.path.dirname(items[0][0]), os.O_RDONLY) if shared else -1
+        written: list[str] = []
+        inodes: list[int] = []
+        try:
+            for path, data in items:
+                inodes.append(self._write_new_file(path, data, sync=self.durable and not shared))
+                written.append(path)
+            if shared:
+                _syncfs(anchor)
+        except BaseException:
+            for path in written:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            raise
+        finally:
+            if anchor >= 0:
+                os.close(anchor)
+        return inodes
+
+    def _write_new_file(self, path: str, data: bytes, *, sync: bool) -> int:
+        """``_write_new`` with the fsync optional; returns the new file's inode number."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if sync:
+                os.fsync(fd)
+            ino = os.fstat(fd).st_ino
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+        os.close(fd)
+        return ino
+
+    def read_file(self, path: str) -> bytes:
+        """A whole (small, immutable) file in four system calls, not the seven of ``open()``."""
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            data = os.read(fd, size + 1)  # one byte more: a short read means the end
+            if len(data) <= size:
+                return data
+            chunks = [data]
+            while chunk := os.read(fd, 65536):  # it grew meanwhile: read to the end
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
+    def _temp_path(self, stem: str, suffix: str) -> str:
+        return self.path(L.TMP, f"{stem}.{os.getpid()}.{secrets.token_hex(4)}{suffix}")
+
+    def _publish_file(self, dest: str, data: bytes) -> None:
+        tmp = self._temp_path(os.path.basename(dest), ".tmp")
+        self._write_new(tmp, data)
+        try:
+            os.rename(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self.fsync_dir(os.path.dirname(dest))
+
+    def rename(self, src: str, dst: str, *, src_ino: int | None = None) -> bool:
+        """Rename ``src`` to ``dst``; False if ``src`` was gone (a lost race).
+
+        On a network filesystem a rename can report ENOENT although it succeeded (its reply
+        was lost and the retry found no source). Like Postfix's ``sane_rename`` we then look at
+        the destination: when ``src_ino`` is given, the destination must be that very file;
+        otherwise (destinations private to the caller) its existence is enough.
+        """
+        try:
+            os.rename(src, dst)
+        except FileNotFoundError:
+            try:
+                found = os.stat(dst).st_ino
+            except FileNotFoundError:
+                return False
+            return os.path.exists(src) is False and (src_ino is None or found == src_ino)
+        return True
+
+    # -- removal ---------------------------------------------------------------------------
+
+    def remove(self, path: str) -> bool:
+        """Delete a record or stale temp file; False if it was already gone."""
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            if exc.errno in (errno.EISDIR, errno.EPERM):
+                return False
+            raise SpoolError(exc.errno or 0, f"cannot remove {path}: {exc.strerror}") from exc
+        return True

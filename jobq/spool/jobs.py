@@ -1,0 +1,414 @@
+"""Job files in the spool: layout, set-up, publish, claim, commit, requeue and promotion.
+
+Every state change of a job is one ``rename`` (see ``jobq.spool.files``); the job's mutable
+state lives in its file name (see ``jobq.layout``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import orjson
+
+from jobq import layout as L
+from jobq.errors import ConfigurationError, InvalidName
+from jobq.layout import JobFileName, parse_scheduled
+from jobq.model import Job, encode_job
+from jobq.names import check_queue
+from jobq.spool.files import DIR_MODE, FILE_MODE, FileOps, list_names, translated
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ("Claimed", "Finish", "JobFiles")
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A job file this worker owns in ``running/WORKER/``."""
+
+    queue: str
+    name: JobFileName
+    path: str
+
+    @property
+    def job_id(self) -> str:
+        """The claimed job's id."""
+        return self.name.job_id
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """One outcome to commit: move ``src`` to ``STATE/QUEUE/ID.json`` and record ``record``."""
+
+    src: str
+    queue: str
+    job_id: str
+    state: str
+    record: bytes
+
+
+class JobFiles(FileOps):
+    """Job files of one spool directory: where they live and how they move.
+
+    Args:
+        root: the spool directory; created (mode 0700) on first use.
+        durable: fsync files and directories so that published jobs and recorded outcomes
+            survive power loss.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, durable: bool = True) -> None:
+        super().__init__(root, durable=durable)
+        self._ready = False
+        self._queues: set[str] = set()
+
+    # -- paths -----------------------------------------------------------------------------
+
+    def pending_dir(self, queue: str) -> str:
+        """Where runnable jobs of ``queue`` wait."""
+        return self.path(L.QUEUES, queue, L.PENDING)
+
+    def scheduled_dir(self, queue: str) -> str:
+        """Where delayed jobs and retries of ``queue`` wait for their due time."""
+        return self.path(L.QUEUES, queue, L.SCHEDULED)
+
+    def running_dir(self, worker_id: str) -> str:
+        """Where ``worker_id`` keeps the jobs it claimed."""
+        return self.path(L.RUNNING, worker_id)
+
+    def finished_path(self, state: str, queue: str, job_id: str) -> str:
+        """The outcome record of a finished job."""
+        return self.path(state, queue, job_id + L.JOB_SUFFIX)
+
+    def log_path(self, job_id: str) -> str:
+        """The captured log of a job."""
+        return self.path(L.LOGS, job_id + ".log")
+
+    def progress_path(self, job_id: str) -> str:
+        """The last progress a running job reported (JSON)."""
+        return self.path(L.LOGS, job_id + ".progress")
+
+    def worker_file(self, worker_id: str) -> str:
+        """A worker's registration; its mtime is the worker's heartbeat."""
+        return self.path(L.WORKERS, worker_id + L.JOB_SUFFIX)
+
+    # -- set-up ----------------------------------------------------------------------------
+
+    def ensure(self) -> None:
+        """Create the spool layout (mode 0700) and its format marker if missing.
+
+        Raises:
+            ConfigurationError: if the directory holds a spool of another format version.
+            SpoolError: if the directories cannot be created.
+        """
+        if self._ready:
+            return
+        marker = self.path(L.FORMAT_FILE)
+        with translated(f"create the spool at {self.root}"):
+            fresh = not os.path.isdir(self.root)
+            os.makedirs(self.root, mode=DIR_MODE, exist_ok=True)
+            if fresh:
+                os.chmod(self.root, DIR_MODE)
+            for sub in (L.TMP, L.QUEUES, L.RUNNING, L.LOGS, L.WORKERS, L.INVALID, L.KEYS):
+                os.makedirs(self.path(sub), mode=DIR_MODE, exist_ok=True)
+            for state in (*L.FINISHED_STATES, L.CANCEL_REQUESTS):
+                os.makedirs(self.path(state), mode=DIR_MODE, exist_ok=True)
+            if not os.path.exists(marker):
+                self._publish_file(marker, orjson.dumps({"format": L.FORMAT_VERSION}))
+        try:
+            with open(marker, "rb") as f:
+                version = orjson.loads(f.read()).get("format")
+        except (OSError, ValueError, AttributeError):
+            version = None
+        if version != L.FORMAT_VERSION:
+            raise ConfigurationError(
+                f"{self.root} holds a spool of format {version!r}; this jobq reads format "
+                f"{L.FORMAT_VERSION} (use another --spool or upgrade jobq)"
+            )
+        self._ready = True
+
+    def ensure_queue(self, queue: str) -> None:
+        """Create the directories of ``queue`` if missing."""
+        if queue in self._queues:
+            return
+        self.ensure()
+        check_queue(queue)
+        with translated(f"create queue {queue!r}"):
+            # queues/Q first: makedirs gives intermediate directories the umask's mode.
+            for d in (
+                self.path(L.QUEUES, queue),
+                self.pending_dir(queue),
+                self.scheduled_dir(queue),
+                *(self.path(s, queue) for s in L.FINISHED_STATES),
+            ):
+                os.makedirs(d, mode=DIR_MODE, exist_ok=True)
+        self._queues.add(queue)
+
+    def queues(self) -> list[str]:
+        """Names of the queues present in the spool, sorted."""
+        found = []
+        for name in list_names(self.path(L.QUEUES)):
+            try:
+                found.append(check_queue(name))
+            except InvalidName:
+                continue
+        return sorted(found)
+
+    def write_file(self, dest: str, data: bytes) -> None:
+        """Atomically replace ``dest`` with ``data`` (temp file, fsync, rename, fsync dir)."""
+        self.ensure()
+        with translated(f"write {dest}"):
+            self._publish_file(dest, data)
+
+    # -- publish ---------------------------------------------------------------------------
+
+    def publish(self, jobs: Sequence[Job], due_us: int | None = None) -> list[bool]:
+        """Publish ``jobs`` as one batch, with one fsync per directory.
+
+        Each job file is written and fsynced in ``tmp/`` first, so a failure while writing
+        publishes nothing. Jobs whose deduplication key is taken are skipped.
+
+        Args:
+            jobs: the jobs to publish.
+            due_us: publish into ``scheduled/`` to run at this time (µs since the epoch).
+
+        Returns:
+            For each job, True if it was published, False if its key was already taken.
+
+        Raises:
+            SerializationError: if a job's arguments are not JSON (nothing is published).
+            SpoolError: if the filesystem refuses (nothing is published).
+        """
+        encoded = [(job, encode_job(job)) for job in jobs]
+        for job in jobs:
+            self.ensure_queue(job.queue)
+        staged: list[tuple[str, str]] = []
+        writes: list[tuple[str, bytes]] = []
+        claimed_keys: list[str] = []
+        published: list[bool] = []
+        renamed = 0
+        try:
+            with translated("enqueue"):
+                for job, data in encoded:
+                    if job.key is not None and not self._take_key(job.id, claimed_keys):
+                        published.append(False)
+                        continue
+                    tmp = self._temp_path(job.id, ".job")
+                    writes.append((tmp, data))
+                    staged.append((tmp, self._publish_target(job, due_us)))
+                    published.append(True)
+                if writes:
+                    self.write_new_many(writes)  # one syncfs for the batch where that is safe
+                if claimed_keys:
+                    self.fsync_dir(self.path(L.KEYS))
+                for tmp, dest in staged:
+                    os.rename(tmp, dest)
+                    renamed += 1
+                for directory in sorted({os.path.dirname(dest) for _, dest in staged}):
+                    self.fsync_dir(directory)
+        except BaseException:
+            for tmp, _ in staged[renamed:]:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            # Renamed but not known durable (the directory fsync failed): the caller is told
+            # the enqueue failed, so take the jobs back unless a worker already claimed them.
+            for _, dest in staged[:renamed]:
+                with contextlib.suppress(OSError):
+                    os.unlink(dest)
+            for job_id in claimed_keys:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path(L.KEYS, job_id))
+            raise
+        return published
+
+    def _publish_target(self, job: Job, due_us: int | None) -> str:
+        name = job.file_name
+        if due_us is None:
+            return os.path.join(self.pending_dir(job.queue), name.filename)
+        return os.path.join(self.scheduled_dir(job.queue), name.scheduled_name(due_us))
+
+    def _take_key(self, job_id: str, taken: list[str]) -> bool:
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+            os.close(os.open(self.path(L.KEYS, job_id), flags, FILE_MODE))
+        except FileExistsError:
+            return False
+        taken.append(job_id)
+        return True
+
+    def release_key(self, job_id: str) -> None:
+        """Forget a deduplication key so that the same key can be enqueued again."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path(L.KEYS, job_id))
+
+    # -- claim, commit, requeue ------------------------------------------------------------
+
+    def scheduled_names(self, queue: str) -> list[str]:
+        """Scheduled job file names of ``queue``, unsorted."""
+        return list_names(self.scheduled_dir(queue))
+
+    def pending_names(self, queue: str) -> list[str]:
+        """Pending job file names of ``queue``, unsorted."""
+        return list_names(self.pending_dir(queue))
+
+    def claim(self, worker_id: str, queue: str, filename: str) -> Claimed | None:
+        """Claim a pending job for ``worker_id`` by renaming it into the worker's directory.
+
+        Returns:
+            The claim, or None if another worker won the race for it.
+
+        Raises:
+            InvalidName: if ``filename`` is not a job file name (quarantine it).
+        """
+        name = JobFileName.parse(filename).started()
+        dest = os.path.join(self.running_dir(worker_id), name.running_name(queue))
+        with translated("claim a job"):
+            if not self.rename(os.path.join(self.pending_dir(queue), filename), dest):
+                return None
+        return Claimed(queue, name, dest)
+
+    def commit(self, finishes: Sequence[Finish]) -> list[bool]:
+        """Record outcomes: one group commit with one fsync per directory.
+
+        For each outcome the record is written and fsynced in ``tmp/``; then the job file is
+        renamed to ``STATE/QUEUE/ID.json`` (the commit point and the fence) and the record
+        replaces it. If the first rename finds the source gone, the attempt was fenced (a
+        reaper took the job back) and its outcome is discarded.
+
+        Returns:
+            For each outcome, True if it was recorded, False if it was fenced.
+        """
+        results: list[bool] = []
+        with translated("record a job outcome"):
+            staged = []
+            try:
+                temps = [
+                    self._temp_path(f"{fin.state}@{fin.queue}@{fin.job_id}", ".rec")
+                    for fin in finishes
+                ]
+                # One syncfs for the batch where that is safe; it removes its files on failure.
+                writes = [(t, f.record) for t, f in zip(temps, finishes, strict=True)]
+                inodes = self.write_new_many(writes)
+                staged = list(zip(finishes, temps, inodes, strict=True))
+            except BaseException:  # e.g. ENOSPC: nothing is committed, leave nothing behind
+                for _, tmp, _ in staged:
+                    self.remove(tmp)
+                raise
+            touched: set[str] = set()
+            for fin, tmp, tmp_ino in staged:
+                self.ensure_queue(fin.queue)
+                dest = self.finished_path(fin.state, fin.queue, fin.job_id)
+                try:
+                    # Records are not private to us: a lost-reply check must match the inode.
+                    ino: int | None = os.stat(fin.src).st_ino
+                except FileNotFoundError:
+                    ino = None
+                if ino is None or not self.rename(fin.src, dest, src_ino=ino):
+                    self.remove(tmp)
+                    results.append(False)
+                    continue
+                if not self.rename(tmp, dest, src_ino=tmp_ino):
+                    # Our staged record was taken by a collector that thought us dead (we were
+                    # frozen between its writing and this rename): the job is ours, record
+                    # it again.
+                    self._publish_file(dest, fin.record)
+                touched.add(os.path.dirname(dest))
+                results.append(True)
+            for directory in sorted(touched):
+                self.fsync_dir(directory)
+        return results
+
+    def requeue(self, src: str, queue: str, name: JobFileName, due_us: int | None = None) -> bool:
+        """Move a claimed (or scheduled) job back to pending, or to scheduled if ``due_us``.
+
+        Returns:
+            False if ``src`` was gone: another worker or reaper moved it first.
+        """
+        self.ensure_queue(queue)
+        if due_us is None:
+            dest = os.path.join(self.pending_dir(queue), name.filename)
+        else:
+            dest = os.path.join(self.scheduled_dir(queue), name.scheduled_name(due_us))
+        with translated("requeue a job"):
+            # The destination's name is the one a reaper would use too: a lost-reply check
+            # must match the inode, or a fenced worker would take the reaper's move for its own.
+            try:
+                ino = os.stat(src).st_ino
+            except FileNotFoundError:
+                return False
+            if not self.rename(src, dest, src_ino=ino):
+                return False
+            self.fsync_dir(os.path.dirname(dest))
+        return True
+
+    def promote_due(self, queue: str, now_us: int) -> int:
+        """Move the scheduled jobs of ``queue`` that are due into pending; how many moved."""
+        moved = 0
+        directory = self.scheduled_dir(queue)
+        for filename in sorted(list_names(directory)):
+            try:
+                due, name = parse_scheduled(filename)
+            except InvalidName:
+                self.quarantine(os.path.join(directory, filename), "not a scheduled job name")
+                continue
+            if due > now_us:
+                break
+            src = os.path.join(directory, filename)
+            with translated("promote a scheduled job"):
+                if self.rename(src, os.path.join(self.pending_dir(queue), name.filename)):
+                    moved += 1
+        if moved:
+            with translated("promote a scheduled job"):
+                self.fsync_dir(self.pending_dir(queue))
+        return moved
+
+    def promote_due_next(self, queue: str, now_us: int) -> tuple[int, int | None]:
+        """``promote_due`` that also tells when the next scheduled job is due, from one listing.
+
+        Returns:
+            How many jobs moved, and the due time (µs) of the earliest job left in
+            ``scheduled/`` (None if there is none), so an idle worker can sleep until then.
+        """
+        moved = 0
+        next_due: int | None = None
+        directory = self.scheduled_dir(queue)
+        for filename in sorted(list_names(directory)):
+            try:
+                due, name = parse_scheduled(filename)
+            except InvalidName:
+                self.quarantine(os.path.join(directory, filename), "not a scheduled job name")
+                continue
+            if due > now_us:
+                next_due = due
+                break
+            src = os.path.join(directory, filename)
+            with translated("promote a scheduled job"):
+                if self.rename(src, os.path.join(self.pending_dir(queue), name.filename)):
+                    moved += 1
+        if moved:
+            with translated("promote a scheduled job"):
+                self.fsync_dir(self.pending_dir(queue))
+        return moved, next_due
+
+    def quarantine(self, src: str, reason: str) -> str | None:
+        """Move a bad file byte-for-byte into ``invalid/`` with a ``.reason`` file beside it.
+
+        Returns:
+            The new path, or None if the file was already gone.
+        """
+        self.ensure()
+        base = os.path.basename(src)
+        dest = self.path(L.INVALID, base)
+        with translated("quarantine a bad job file"):
+            if os.path.exists(dest):
+                dest = self.path(L.INVALID, f"{base}.{secrets.token_hex(3)}")
+            if not self.rename(src, dest):
+                return None
+            with contextlib.suppress(FileExistsError):
+                self._write_new(dest + ".reason", (reason.rstrip("\n") + "\n").encode())
+            self.fsync_dir(self.path(L.INVALID))
+        return dest

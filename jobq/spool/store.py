@@ -1,0 +1,265 @@
+"""The spool directory as the rest of jobq sees it: ``SpoolDir``.
+
+On top of the job files (``jobq.spool.jobs``): lookups by id, worker registrations and
+heartbeats, the spool's own clock, cancel requests, and the collection of leftovers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import TYPE_CHECKING
+
+import orjson
+
+from jobq import layout as L
+from jobq.errors import InvalidName
+from jobq.layout import JobFileName, parse_running, parse_scheduled
+from jobq.model import Job, encode_job
+from jobq.names import check_job_id, check_queue
+from jobq.spool.files import DIR_MODE, FILE_MODE, list_names, translated
+from jobq.spool.jobs import Claimed, JobFiles
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = ("SpoolDir",)
+
+
+class SpoolDir(JobFiles):
+    """Low-level, blocking access to one spool directory.
+
+    Args:
+        root: the spool directory; created (mode 0700) on first use.
+        durable: fsync files and directories so that published jobs and recorded outcomes
+            survive power loss.
+    """
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def running_jobs(self, worker_id: str) -> list[Claimed]:
+        """The jobs held in ``running/worker_id/``."""
+        directory = self.running_dir(worker_id)
+        held = []
+        for filename in list_names(directory):
+            try:
+                queue, name = parse_running(filename)
+            except InvalidName:
+                continue
+            held.append(Claimed(queue, name, os.path.join(directory, filename)))
+        return held
+
+    def running_workers(self) -> list[str]:
+        """Ids of the workers that have a running directory."""
+        return list_names(self.path(L.RUNNING))
+
+    def find_finished(self, job_id: str, queues: Iterable[str] | None = None) -> str | None:
+        """Path of the outcome record of ``job_id``, or None if it has not finished."""
+        for queue in self.queues() if queues is None else queues:
+            for state in L.FINISHED_STATES:
+                path = self.finished_path(state, queue, job_id)
+                if os.path.exists(path):
+                    return path
+        return None
+
+    def find_waiting(self, job_id: str) -> tuple[str, Claimed] | None:
+        """Find a pending, scheduled or running job: its state and where it is, or None."""
+        marker = f"-{job_id}-"
+        for queue in self.queues():
+            for filename in list_names(self.pending_dir(queue)):
+                if marker in filename:
+                    path = os.path.join(self.pending_dir(queue), filename)
+                    return L.PENDING, Claimed(queue, JobFileName.parse(filename), path)
+            for filename in list_names(self.scheduled_dir(queue)):
+                if marker in filename:
+                    path = os.path.join(self.scheduled_dir(queue), filename)
+                    return L.SCHEDULED, Claimed(queue, parse_scheduled(filename)[1], path)
+        for worker_id in self.running_workers():
+            for held in self.running_jobs(worker_id):
+                if held.job_id == job_id:
+                    return L.RUNNING, held
+        return None
+
+    def requeue_record(self, record: str, job: Job, name: JobFileName) -> bool:
+        """Put a dead job (a failed or cancelled record) back to pending as ``name``.
+
+        The record is first renamed into ``tmp/`` (so of two concurrent retries one wins),
+        then a fresh job file is published, then the old record is dropped.
+
+        Returns:
+            False if the record was gone (another retry or a purge won).
+        """
+        hold = self._temp_path(job.id, ".retry")
+        with translated("retry a job"):
+            if not self.rename(record, hold):
+                return False
+            try:
+                self.ensure_queue(job.queue)
+                self._publish_file(
+                    os.path.join(self.pending_dir(job.queue), name.filename), encode_job(job)
+                )
+            except BaseException:
+                os.rename(hold, record)
+                raise
+            os.unlink(hold)
+        return True
+
+    # -- workers, leases, clock ------------------------------------------------------------
+
+    def register_worker(self, worker_id: str, info: dict[str, object]) -> None:
+        """Create the worker's running directory and registration (its first heartbeat)."""
+        self.ensure()
+        with translated("register the worker"):
+            os.makedirs(self.running_dir(worker_id), mode=DIR_MODE, exist_ok=True)
+            self._publish_file(self.worker_file(worker_id), orjson.dumps(info))
+
+    def heartbeat(self, worker_id: str) -> bool:
+        """Renew the worker's lease; False if its registration is gone (it was reaped)."""
+        try:
+            os.utime(self.worker_file(worker_id))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def deregister_worker(self, worker_id: str) -> None:
+        """Remove an idle worker's registration and its (empty) running directory."""
+        with contextlib.suppress(FileNotFoundError, OSError):
+            os.rmdir(self.running_dir(worker_id))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.worker_file(worker_id))
+
+    def workers(self) -> list[tuple[str, float, dict[str, object]]]:
+        """Registered workers: (id, heartbeat mtime on the spool's clock, registration)."""
+        found = []
+        for filename in list_names(self.path(L.WORKERS)):
+            if not filename.endswith(L.JOB_SUFFIX):
+                continue
+            path = self.path(L.WORKERS, filename)
+            try:
+                with open(path, "rb") as f:
+                    info = orjson.loads(f.read())
+                mtime = os.stat(path).st_mtime
+            except (OSError, ValueError):
+                continue
+            found.append((filename[: -len(L.JOB_SUFFIX)], mtime, info))
+        return found
+
+    def now(self) -> float:
+        """The spool's own clock: touch a probe file and read its mtime.
+
+        Hosts sharing a spool judge lease ages by this clock, so skewed local clocks agree.
+        """
+        self.ensure()
+        probe = self.path(L.CLOCK_FILE)
+        with translated("read the spool clock"):
+            try:
+                os.utime(probe)
+            except FileNotFoundError:
+                os.close(os.open(probe, os.O_WRONLY | os.O_CREAT, FILE_MODE))
+            return os.stat(probe).st_mtime
+
+    # -- cancel requests -------------------------------------------------------------------
+
+    def request_cancel(self, job_id: str) -> None:
+        """Ask the worker running ``job_id`` to cancel it."""
+        self.ensure()
+        with translated("request a cancel"):
+            flags = os.O_WRONLY | os.O_CREAT
+            os.close(os.open(self.path(L.CANCEL_REQUESTS, job_id), flags, FILE_MODE))
+
+    def cancel_requests(self) -> set[str]:
+        """Ids of jobs whose cancellation was requested."""
+        return set(list_names(self.path(L.CANCEL_REQUESTS)))
+
+    def collect_cancel_requests(self) -> int:
+        """Drop cancel requests of jobs that finished before a worker saw them; how many."""
+        dropped = 0
+        for job_id in self.cancel_requests():
+            if self.find_finished(job_id) is not None:
+                self.clear_cancel(job_id)
+                dropped += 1
+        return dropped
+
+    def clear_cancel(self, job_id: str) -> None:
+        """Forget a served cancel request."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path(L.CANCEL_REQUESTS, job_id))
+
+    # -- temp files ------------------------------------------------------------------------
+
+    def collect_tmp(self, max_age: float) -> int:
+        """Clean ``tmp/`` of files older than ``max_age`` seconds (by the spool's clock).
+
+        Half-written job files of dead producers are deleted (they were never published). An
+        outcome record whose commit stopped between its two renames is completed; a retry
+        that stopped halfway is moved to ``invalid/`` rather than lost. Returns how many
+        files were handled.
+        """
+        now = self.now()
+        handled = 0
+        directory = self.path(L.TMP)
+        for filename in list_names(directory):
+            path = os.path.join(directory, filename)
+            try:
+                if now - os.stat(path).st_mtime <= max_age:
+                    continue
+            except FileNotFoundError:
+                continue
+            if filename.endswith(".rec"):
+                self._complete_commit(path, filename)
+            elif filename.endswith(".retry"):
+                self.quarantine(path, "a `jobq retry` stopped halfway: requeue this job by hand")
+            else:
+                self.remove(path)
+            handled += 1
+        return handled
+
+    def complete_commits(self, pid: int) -> int:
+        """Finish the commits that process ``pid`` left between their two renames.
+
+        Called by the reaper for a dead worker, so that its last recorded outcomes are complete
+        at once rather than after ``collect_tmp``'s hour. Safe even if another host's live
+        process has the same pid: ``commit`` records its outcome again if its staged record
+        was taken. Returns how many staged records were handled.
+        """
+        handled = 0
+        marker = f".{pid}."
+        directory = self.path(L.TMP)
+        for filename in list_names(directory):
+            if filename.endswith(".rec") and marker in filename:
+                self._complete_commit(os.path.join(directory, filename), filename)
+                handled += 1
+        return handled
+
+    def _complete_commit(self, path: str, filename: str) -> None:
+        """Move a staged record over its bare destination (commit point passed), else drop it.
+
+        A destination that holds only the job (no ``state``) was renamed there by the commit
+        that staged this record: the outcome is decided and only its contents are missing.
+        With no destination the commit never reached its commit point: the job is still in
+        ``running/`` and the reaper requeues it.
+        """
+        state, _, rest = filename.partition("@")
+        queue, _, rest = rest.partition("@")
+        try:
+            if state not in L.FINISHED_STATES:
+                raise InvalidName(f"not a state: {state!r}")
+            dest = self.finished_path(state, check_queue(queue), check_job_id(rest.split(".")[0]))
+            with open(dest, "rb") as f:
+                current = orjson.loads(f.read())
+            bare = isinstance(current, dict) and "state" not in current
+        except (InvalidName, OSError, ValueError):
+            bare = False
+        if not bare:
+            self.remove(path)
+            return
+        with translated("complete an interrupted commit"):
+            if self.rename(path, dest):
+                self.fsync_dir(os.path.dirname(dest))
+
+    def key_age(self, job_id: str) -> float | None:
+        """Seconds since the deduplication key of ``job_id`` was taken, None if it is free."""
+        try:
+            return self.now() - os.stat(self.path(L.KEYS, job_id)).st_mtime
+        except FileNotFoundError:
+            return None
