@@ -64,17 +64,22 @@ class JobHandle(Generic[T]):
             TimeoutError: the job did not finish within ``timeout``.
         """
         wake = Wakeup()
-        with (
-            anyio.fail_after(timeout),
-            watching(self._record_dirs(), wake.raise_threadsafe, name=self._record_name) as live,
-        ):
-            backoff = poll_backoff(live, first=0.0005, cap=0.05)
-            while True:
-                wake.clear()
-                found = self._finished()
-                if found is not None:
-                    return self._unwrap(*found)
-                await wake.wait(backoff.next())
+        try:
+            with (
+                anyio.fail_after(timeout),
+                watching(
+                    self._record_dirs(), wake.raise_threadsafe, name=self._record_name
+                ) as live,
+            ):
+                backoff = poll_backoff(live, first=0.0005, cap=0.05)
+                while True:
+                    wake.clear()
+                    found = self._finished()
+                    if found is not None:
+                        return self._unwrap(*found)
+                    await wake.wait(backoff.next())
+        except TimeoutError:
+            raise TimeoutError(f"job {self.id} did not finish within {timeout:g} s") from None
 
     def result_sync(self, timeout: float | None = None) -> T:
         """``result()`` for sync code (scripts, Flask, Django); same errors."""

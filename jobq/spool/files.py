@@ -119,19 +119,7 @@ class FileOps:
 
     def _write_new(self, path: str, data: bytes) -> None:
         """Create ``path`` exclusively, write ``data`` whole, fsync if durable, check close."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            if self.durable:
-                os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-            raise
-        os.close(fd)
+        self._write_new_file(path, data, sync=self.durable)
 
     def write_new_many(self, items: Sequence[tuple[str, bytes]]) -> list[int]:
         """Create each ``(path, data)`` exclusively and make them all durable together.

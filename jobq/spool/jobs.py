@@ -347,24 +347,7 @@ class JobFiles(FileOps):
 
     def promote_due(self, queue: str, now_us: int) -> int:
         """Move the scheduled jobs of ``queue`` that are due into pending; how many moved."""
-        moved = 0
-        directory = self.scheduled_dir(queue)
-        for filename in sorted(list_names(directory)):
-            try:
-                due, name = parse_scheduled(filename)
-            except InvalidName:
-                self.quarantine(os.path.join(directory, filename), "not a scheduled job name")
-                continue
-            if due > now_us:
-                break
-            src = os.path.join(directory, filename)
-            with translated("promote a scheduled job"):
-                if self.rename(src, os.path.join(self.pending_dir(queue), name.filename)):
-                    moved += 1
-        if moved:
-            with translated("promote a scheduled job"):
-                self.fsync_dir(self.pending_dir(queue))
-        return moved
+        return self.promote_due_next(queue, now_us)[0]
 
     def promote_due_next(self, queue: str, now_us: int) -> tuple[int, int | None]:
         """``promote_due`` that also tells when the next scheduled job is due, from one listing.
