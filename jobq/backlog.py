@@ -40,9 +40,6 @@ class Backlog:
         self._listed_at = 0.0
         self._max_age = MIN_AGE
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     def invalidate(self) -> None:
         """Forget the listing (e.g. scheduled jobs were just promoted into pending)."""
         self._entries.clear()

@@ -48,20 +48,17 @@ class Heartbeat(threading.Thread):
         last_ok = time.monotonic()
         while not self._stop_event.wait(self.interval):
             now = time.monotonic()
-            # A gap longer than the lease means this process was frozen (SIGSTOP, VM pause):
-            # a reaper may be taking the jobs right now, so they are no longer ours.
-            frozen = now - last_ok > self.lease * 0.9
             try:
-                alive = self.spool.heartbeat(self.worker_id)
+                alive = renewed = self.spool.heartbeat(self.worker_id)
             except OSError:
-                alive = True  # transient; judged by the gap below
-            else:
-                if alive and not frozen:
-                    last_ok = now
-                    continue
-            if not alive or frozen or now - last_ok > self.lease * 0.8:
+                alive, renewed = True, False  # transient: judged by how long it lasts
+            # Most of a lease without a renewal (frozen by SIGSTOP or a VM pause, or renewals
+            # failing): a reaper may be taking the jobs right now, so they are no longer ours.
+            if not alive or now - last_ok > self.lease * 0.8:
                 self.lost.set()
                 return
+            if renewed:
+                last_ok = now
 
     def stop(self) -> None:
         """Stop heartbeating (the worker is leaving)."""

@@ -18,7 +18,7 @@ import signal
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import anyio
 import orjson
@@ -52,6 +52,15 @@ BURST_HORIZON = 60.0
 #: When not even a failure record can be written (the disk is full), the job waits this long in
 #: ``scheduled/`` before it runs again: space has to be freed first.
 UNRECORDED_DELAY = 300.0
+
+
+class _Scan(NamedTuple):
+    """What one claim scan found."""
+
+    claimed: list[tuple[Claimed, Job]]
+    next_due: float | None  # when the earliest scheduled job is due (epoch seconds)
+    more_later: bool  # jobs pending or due within BURST_HORIZON (burst mode waits for them)
+    contended: bool  # another worker won some claims: its leftovers are not the queue's end
 
 
 @dataclass(eq=False)
@@ -129,7 +138,6 @@ class Worker:
         self.handle_signals = handle_signals
         self.watch = watch
         self._backlog = Backlog(self.spool.pending_names, self.queues)
-        self._contended = False  # the last scan lost a claim race to another worker
         self.id = _new_worker_id()
         self.processed = 0
         self._running: dict[str, _Running] = {}
@@ -188,7 +196,6 @@ class Worker:
                 if self.handle_signals:
                     outer.start_soon(self._signals, outer)
                 async with anyio.create_task_group() as jobs:
-                    self._jobs = jobs
                     await self._claim_loop(jobs, burst)
                 outer.cancel_scope.cancel()
         except BaseException:
@@ -249,18 +256,17 @@ class Worker:
                 wake.clear()  # before the scan: a file landing during it raises the flag again
                 # A job that ends during the scan may requeue itself behind the scan's back.
                 finished_before = self.processed
-                claimed, next_due, more_later = await anyio.to_thread.run_sync(
-                    self._claim_batch, free
-                )
+                scan = await anyio.to_thread.run_sync(self._claim_batch, free)
+                claimed, next_due = scan.claimed, scan.next_due
                 for held, job in claimed:
                     self._start(jobs, held, job)
-                if len(claimed) == free or self._contended:
+                if len(claimed) == free or scan.contended:
                     # Maybe more: look again as soon as a slot frees. After lost races the
                     # listing is another worker's leftovers, not the end of the queue.
                     idle.reset()
                     look_at = 0.0 if len(claimed) == free else time.monotonic() + 0.001
                     continue
-                if burst and not self._running and not more_later:
+                if burst and not self._running and not scan.more_later:
                     if self.processed == finished_before:
                         return
                     continue  # look again: the scan may predate a retry's requeue
@@ -281,13 +287,11 @@ class Worker:
             for d in (self.spool.pending_dir(queue), self.spool.scheduled_dir(queue))
         ]
 
-    def _claim_batch(self, limit: int) -> tuple[list[tuple[Claimed, Job]], float | None, bool]:
+    def _claim_batch(self, limit: int) -> _Scan:
         """Promote due jobs, then claim up to ``limit`` jobs in priority order (one thread hop).
 
         Claims come from the backlog (a sorted listing kept between calls, see
-        ``jobq.backlog``), listed again once used up. Also returns when the next scheduled job
-        is due (epoch seconds, or None) and whether more work may come soon (burst mode waits
-        for that).
+        ``jobq.backlog``), listed again once used up.
         """
         now_us = round(time.time() * 1_000_000)
         next_due: int | None = None
@@ -299,8 +303,7 @@ class Worker:
                 next_due = due
         self._backlog.refresh_if_stale()
         claimed: list[tuple[Claimed, Job]] = []
-        listed = seen = False
-        self._contended = False
+        listed = seen = contended = False
         while len(claimed) < limit:
             entry = self._backlog.pop()
             if entry is None:
@@ -312,7 +315,7 @@ class Worker:
             seen = True
             held = self._claim_one(*entry)
             if held == "lost":
-                self._contended = True
+                contended = True
                 # Another worker is claiming right here: jump past its batch rather than race
                 # it name by name. The skipped names stay pending; the next listing has them.
                 self._backlog.skip(limit + random.randrange(limit + 1))
@@ -323,7 +326,9 @@ class Worker:
             if job is not None:
                 claimed.append((held, job))
         soon = next_due is not None and next_due <= now_us + BURST_HORIZON * 1_000_000
-        return claimed, None if next_due is None else next_due / 1_000_000, soon or seen
+        return _Scan(
+            claimed, None if next_due is None else next_due / 1_000_000, soon or seen, contended
+        )
 
     def _claim_one(self, filename: str, queue: str) -> Claimed | Literal["lost", "invalid"]:
         """Claim one listed job; "lost" if another worker won it, "invalid" if quarantined."""

@@ -70,9 +70,14 @@ def _leftovers(spool: Path) -> list[str]:
 
 
 async def _serve(tg: TaskGroup, *workers: jobq.Worker) -> None:
+    """Start the workers and return once each has registered in the spool."""
     for worker in workers:
         tg.start_soon(worker.run)
-    await anyio.sleep(0.05)  # let them reach their idle wait
+    registered = {f"{w.id}.json" for w in workers}
+    directory = os.path.join(workers[0].spool.root, "workers")
+    with anyio.fail_after(10):
+        while not (os.path.isdir(directory) and registered <= set(os.listdir(directory))):
+            await anyio.sleep(0.005)
 
 
 async def test_idle_worker_and_result_wake_on_events(spool_path: Path, no_poll: None) -> None:
@@ -82,7 +87,7 @@ async def test_idle_worker_and_result_wake_on_events(spool_path: Path, no_poll: 
     async with anyio.create_task_group() as tg:
         await _serve(tg, worker)
         for x in range(5):
-            await anyio.sleep(0.02)  # idle again before each job
+            await anyio.sleep(0.02)  # the fault: each job arrives at an idle worker
             handle = await square.enqueue(x)
             assert await handle.result(timeout=10) == x * x
         # The sync waiter in a thread is woken too.

@@ -218,6 +218,18 @@ class FileOps:
             return os.path.exists(src) is False and (src_ino is None or found == src_ino)
         return True
 
+    def move(self, src: str, dst: str) -> bool:
+        """``rename`` for a destination other actors may produce too (a reaper, a collector).
+
+        The lost-reply check must then match the very file, so the source's inode is read
+        first; a source already gone is a lost race.
+        """
+        try:
+            ino = os.stat(src).st_ino
+        except FileNotFoundError:
+            return False
+        return self.rename(src, dst, src_ino=ino)
+
     # -- removal ---------------------------------------------------------------------------
 
     def remove(self, path: str) -> bool:

@@ -284,30 +284,19 @@ class JobFiles(FileOps):
         """
         results: list[bool] = []
         with translated("record a job outcome"):
-            staged = []
-            try:
-                temps = [
-                    self._temp_path(f"{fin.state}@{fin.queue}@{fin.job_id}", ".rec")
-                    for fin in finishes
-                ]
-                # One syncfs for the batch where that is safe; it removes its files on failure.
-                writes = [(t, f.record) for t, f in zip(temps, finishes, strict=True)]
-                inodes = self.write_new_many(writes)
-                staged = list(zip(finishes, temps, inodes, strict=True))
-            except BaseException:  # e.g. ENOSPC: nothing is committed, leave nothing behind
-                for _, tmp, _ in staged:
-                    self.remove(tmp)
-                raise
+            temps = [
+                self._temp_path(f"{fin.state}@{fin.queue}@{fin.job_id}", ".rec") for fin in finishes
+            ]
+            # One syncfs for the batch where that is safe. On failure (e.g. ENOSPC) it removes
+            # the files it wrote: nothing is committed and nothing is left behind.
+            inodes = self.write_new_many(
+                [(t, f.record) for t, f in zip(temps, finishes, strict=True)]
+            )
             touched: set[str] = set()
-            for fin, tmp, tmp_ino in staged:
+            for fin, tmp, tmp_ino in zip(finishes, temps, inodes, strict=True):
                 self.ensure_queue(fin.queue)
                 dest = self.finished_path(fin.state, fin.queue, fin.job_id)
-                try:
-                    # Records are not private to us: a lost-reply check must match the inode.
-                    ino: int | None = os.stat(fin.src).st_ino
-                except FileNotFoundError:
-                    ino = None
-                if ino is None or not self.rename(fin.src, dest, src_ino=ino):
+                if not self.move(fin.src, dest):
                     self.remove(tmp)
                     results.append(False)
                     continue
@@ -334,13 +323,9 @@ class JobFiles(FileOps):
         else:
             dest = os.path.join(self.scheduled_dir(queue), name.scheduled_name(due_us))
         with translated("requeue a job"):
-            # The destination's name is the one a reaper would use too: a lost-reply check
-            # must match the inode, or a fenced worker would take the reaper's move for its own.
-            try:
-                ino = os.stat(src).st_ino
-            except FileNotFoundError:
-                return False
-            if not self.rename(src, dest, src_ino=ino):
+            # The destination's name is the one a reaper would use too: a fenced worker must
+            # not take the reaper's move for its own.
+            if not self.move(src, dest):
                 return False
             self.fsync_dir(os.path.dirname(dest))
         return True
