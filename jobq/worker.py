@@ -1,14 +1,13 @@
-"""The worker: claim jobs, run them, record outcomes, keep the lease, shut down gracefully.
+"""The worker: claim jobs, run them, keep the lease, shut down gracefully.
 
 One poll iteration, in the manner of arq: promote due jobs, claim up to the free slots in one
-thread hop, start each as a task; outcomes flow to one committer task that records whatever
-has gathered in one group commit. A housekeeping task watches the heartbeat, cancel
-requests, log flushing, the reaper and the temp-file collector.
+thread hop, start each as a task. What becomes of a job once its attempt ended is
+``jobq.settle``'s (retries, group-committed outcome records); the chores beside the claim loop
+(lease, cancel requests, logs, reaper, collectors, feature chores) are ``jobq.housekeeping``'s.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
@@ -17,30 +16,29 @@ import secrets
 import signal
 import socket
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import anyio
-import orjson
 
-from jobq import fileio
-from jobq import layout as L
 from jobq.api import Spool, spool_dir
 from jobq.backlog import Backlog
-from jobq.context import CaptureHandler, JobContext, new_context
+from jobq.context import CaptureHandler, new_context
 from jobq.errors import ConfigurationError, InvalidName
-from jobq.lease import Heartbeat, reap_expired, requeue_held
-from jobq.model import CorruptJob, Job, Outcome, decode_job, encode_record
+from jobq.housekeeping import Housekeeping
+from jobq.lease import Heartbeat
+from jobq.model import CorruptJob, Job, decode_job
 from jobq.names import check_queue
 from jobq.registry import lookup, registered_names
-from jobq.runner import Ending, backoff_delay, run_attempt
-from jobq.spool import Claimed, Finish, SpoolDir
+from jobq.runner import Ending, run_attempt
+from jobq.settle import Attempt, Settler
 from jobq.waiting import Wakeup, poll_backoff, watching
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Sequence
 
     from anyio.abc import TaskGroup
+
+    from jobq.spool import Claimed, SpoolDir
 
 __all__ = ("Worker",)
 
@@ -48,10 +46,6 @@ logger = logging.getLogger("jobq.worker")
 
 #: In burst mode, scheduled jobs due within this many seconds still count as work to wait for.
 BURST_HORIZON = 60.0
-
-#: When not even a failure record can be written (the disk is full), the job waits this long in
-#: ``scheduled/`` before it runs again: space has to be freed first.
-UNRECORDED_DELAY = 300.0
 
 
 class _Scan(NamedTuple):
@@ -61,22 +55,6 @@ class _Scan(NamedTuple):
     next_due: float | None  # when the earliest scheduled job is due (epoch seconds)
     more_later: bool  # jobs pending or due within BURST_HORIZON (burst mode waits for them)
     contended: bool  # another worker won some claims: its leftovers are not the queue's end
-
-
-@dataclass(eq=False)
-class _Running:
-    claimed: Claimed
-    job: Job
-    ctx: JobContext
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    reason: str | None = None  # why we cancelled it: "cancel", "shutdown" or "lost"
-    started_at: float = field(default_factory=time.time)
-    unrecordable: bool = False  # the filesystem refused its outcome record once already
-
-
-# One outcome for the committer: the finish, an event set when it is done, and a box that gets
-# True (recorded), False (fenced) or the OSError that kept it from being recorded.
-_Commit = tuple[Finish, anyio.Event, list["bool | OSError"]]
 
 
 def _new_worker_id() -> str:
@@ -140,10 +118,10 @@ class Worker:
         self._backlog = Backlog(self.spool.pending_names, self.queues)
         self.id = _new_worker_id()
         self.processed = 0
-        self._running: dict[str, _Running] = {}
+        self.running: dict[str, Attempt] = {}
         self._stopping = False
         self._changed: anyio.Event | None = None  # created in run(): needs the event loop
-        self._heartbeat: Heartbeat | None = None
+        self.heartbeat: Heartbeat | None = None
         self.hard_stopped = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -159,8 +137,13 @@ class Worker:
             "started_at": time.time(),
         }
         self.spool.register_worker(self.id, info)
-        self._heartbeat = Heartbeat(self.spool, self.id, self.lease)
-        self._heartbeat.start()
+        self.heartbeat = Heartbeat(self.spool, self.id, self.lease)
+        self.heartbeat.start()
+
+    def register_anew(self) -> None:
+        """Register under a new id (after a lost lease): new claims go to the new id."""
+        self.id = _new_worker_id()
+        self._register()
 
     def stop(self) -> None:
         """Stop claiming new jobs; running ones finish (within ``grace`` under signals)."""
@@ -174,7 +157,8 @@ class Worker:
             self._changed.set()
             self._changed = anyio.Event()
 
-    async def _wait_change(self) -> None:
+    async def wait_change(self) -> None:
+        """Wait until a slot frees or the worker is told to stop."""
         assert self._changed is not None
         await self._changed.wait()
 
@@ -186,13 +170,13 @@ class Worker:
         await anyio.to_thread.run_sync(self._register)
         handler = CaptureHandler()
         logging.getLogger().addHandler(handler)
-        send, receive = anyio.create_memory_object_stream[_Commit](math.inf)
-        self._commits = send
+        self._settler = Settler(self.spool, lambda: self.id, self.lease)
+        self.flush_log = self._settler.flush_log
         clean = True
         try:
             async with anyio.create_task_group() as outer:
-                outer.start_soon(self._committer, receive)
-                outer.start_soon(self._housekeeping)
+                outer.start_soon(self._settler.committer)
+                outer.start_soon(Housekeeping(self).run)
                 if self.handle_signals:
                     outer.start_soon(self._signals, outer)
                 async with anyio.create_task_group() as jobs:
@@ -202,11 +186,11 @@ class Worker:
             clean = False
             raise
         finally:
-            send.close()
+            self._settler.close()
             logging.getLogger().removeHandler(handler)
-            if self._heartbeat is not None:
-                self._heartbeat.stop()
-            if clean and not self.hard_stopped and not self._running:
+            if self.heartbeat is not None:
+                self.heartbeat.stop()
+            if clean and not self.hard_stopped and not self.running:
                 await anyio.to_thread.run_sync(self.spool.deregister_worker, self.id)
 
     async def _signals(self, outer: TaskGroup) -> None:
@@ -227,7 +211,7 @@ class Worker:
 
     async def _grace_timer(self) -> None:
         await anyio.sleep(self.grace)
-        for run in list(self._running.values()):
+        for run in list(self.running.values()):
             run.reason = "shutdown"
             run.scope.cancel()
 
@@ -247,11 +231,11 @@ class Worker:
             idle = poll_backoff(live, first=0.001, cap=0.1)
             look_at = 0.0  # time.monotonic() of the next scan that no event asked for
             while not self._stopping:
-                free = self.concurrency - len(self._running)
+                free = self.concurrency - len(self.running)
                 left = look_at - time.monotonic()
                 if free <= 0 or (left > 0 and not wake.raised and not burst):
                     with anyio.move_on_after(left if free > 0 else math.inf):
-                        await self._wait_change()
+                        await self.wait_change()
                     continue
                 wake.clear()  # before the scan: a file landing during it raises the flag again
                 # A job that ends during the scan may requeue itself behind the scan's back.
@@ -266,7 +250,7 @@ class Worker:
                     idle.reset()
                     look_at = 0.0 if len(claimed) == free else time.monotonic() + 0.001
                     continue
-                if burst and not self._running and not scan.more_later:
+                if burst and not self.running and not scan.more_later:
                     if self.processed == finished_before:
                         return
                     continue  # look again: the scan may predate a retry's requeue
@@ -278,7 +262,7 @@ class Worker:
                 look_at = time.monotonic() + pause
                 if burst and not wake.raised:  # burst mode looks on every change, so wait here
                     with anyio.move_on_after(pause):
-                        await self._wait_change()
+                        await self.wait_change()
 
     def _watched_dirs(self) -> list[str]:
         return [
@@ -350,14 +334,15 @@ class Worker:
         return job
 
     def _start(self, jobs: TaskGroup, held: Claimed, job: Job) -> None:
-        ctx = new_context(job.id, job.name, job.queue, held.name.attempts, self._write_progress)
-        run = _Running(held, job, ctx)
-        self._running[job.id] = run
+        progress = self._settler.write_progress
+        ctx = new_context(job.id, job.name, job.queue, held.name.attempts, progress)
+        run = Attempt(held, job, ctx)
+        self.running[job.id] = run
         jobs.start_soon(self._run_job, run)
 
     # -- running ---------------------------------------------------------------------------
 
-    async def _run_job(self, run: _Running) -> None:
+    async def _run_job(self, run: Attempt) -> None:
         run.ctx.activate()
         try:
             spec = lookup(run.job.name)
@@ -365,227 +350,12 @@ class Worker:
                 ending = Ending("fatal", error=_unregistered(run.job.name))
             else:
                 ending = await run_attempt(spec, run.job, run.scope)
-            await self._flush_log(run)
-            await self._settle(run, ending)
+            await self.flush_log(run)
+            await self._settler.settle(run, ending)
         finally:
-            self._running.pop(run.job.id, None)
+            self.running.pop(run.job.id, None)
             self.processed += 1
             self._notify()
-
-    async def _settle(self, run: _Running, ending: Ending) -> None:
-        held, job = run.claimed, run.job
-        if ending.kind == "interrupted":
-            await self._interrupted(run)
-            return
-        if ending.kind in ("retry", "error") and job.may_retry(held.name.attempts):
-            delay = (
-                ending.delay if ending.delay is not None else backoff_delay(job, held.name.attempts)
-            )
-            if ending.error is not None:
-                run.ctx.log.warning(
-                    "attempt %d failed, retrying in %.2f s:\n%s",
-                    held.name.attempts,
-                    delay,
-                    ending.error["traceback"],
-                )
-                await self._flush_log(run)
-            due = None if delay <= 0 else round((time.time() + delay) * 1_000_000)
-            if not await anyio.to_thread.run_sync(
-                self.spool.requeue, held.path, held.queue, held.name, due
-            ):
-                self._fenced(run)
-            return
-        if ending.kind == "retry":
-            ending = Ending(
-                "error",
-                error={
-                    "type": "jobq.Retry",
-                    "message": "retries exhausted",
-                    "traceback": "jobq.Retry raised with no retries left\n",
-                },
-            )
-        state = L.DONE if ending.kind == "done" else L.FAILED
-        await self._record(run, state, ending.result, ending.error)
-
-    async def _interrupted(self, run: _Running) -> None:
-        held = run.claimed
-        if run.reason == "cancel":
-            await self._record(run, L.CANCELLED, None, None)
-            await anyio.to_thread.run_sync(self.spool.clear_cancel, run.job.id)
-        elif run.reason == "shutdown":
-            logger.warning("job %s still running after the grace period: requeued", run.job.id)
-            await anyio.to_thread.run_sync(self.spool.requeue, held.path, held.queue, held.name)
-        # "lost": the lease is gone; the reaper owns the job now.
-
-    async def _record(
-        self, run: _Running, state: str, result: Any, error: dict[str, str] | None
-    ) -> None:
-        outcome = Outcome(
-            state,
-            run.claimed.name.attempts,
-            run.started_at,
-            time.time(),
-            result=result,
-            error=error,
-            worker=self.id,
-        )
-        finish = Finish(
-            run.claimed.path, run.claimed.queue, run.job.id, state, encode_record(run.job, outcome)
-        )
-        done = anyio.Event()
-        box: list[bool | OSError] = []
-        await self._commits.send((finish, done, box))
-        await done.wait()
-        if box and isinstance(box[0], OSError):
-            await self._unrecorded(run, box[0])
-        elif not box or not box[0]:
-            self._fenced(run)
-
-    async def _unrecorded(self, run: _Running, exc: OSError) -> None:
-        """The filesystem refused the outcome record (disk full, I/O error): never lose the job.
-
-        That is a failure of this attempt, retried like any other (a small failure record may
-        still fit where a big result did not). If that cannot be recorded either, the job goes
-        back to ``scheduled/`` for a lease. Either way the worker keeps serving the jobs whose
-        outcomes it can record, rather than dying and leaving them all to the lease.
-        """
-        if not run.unrecordable:
-            run.unrecordable = True
-            message = f"cannot record the outcome: {exc}"
-            error = {"type": "jobq.SpoolError", "message": message, "traceback": message + "\n"}
-            await self._settle(run, Ending("error", error=error))
-            return
-        held = run.claimed
-        delay = max(UNRECORDED_DELAY, self.lease)
-        due = round((time.time() + delay) * 1_000_000)
-        await anyio.to_thread.run_sync(self.spool.requeue, held.path, held.queue, held.name, due)
-        logger.error("job %s: no outcome recorded (%s); it runs again in %g s", run.job.id, exc,
-                     delay)  # fmt: skip
-
-    def _fenced(self, run: _Running) -> None:
-        logger.warning(
-            "job %s: outcome discarded, another attempt owns the job now "
-            "(this worker's lease expired)",
-            run.job.id,
-        )
-
-    async def _committer(self, receive: Any) -> None:
-        async with receive:
-            async for first in receive:
-                batch = [first]
-                while True:
-                    try:
-                        batch.append(receive.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        break
-                finishes = [b[0] for b in batch]
-                results: list[bool | OSError]
-                try:
-                    results = list(await anyio.to_thread.run_sync(self.spool.commit, finishes))
-                except OSError:
-                    # One record that does not fit must not sink the others in its batch.
-                    results = [await self._commit_alone(fin) for fin in finishes]
-                for (_, event, box), ok in zip(batch, results, strict=True):
-                    box.append(ok)
-                    event.set()
-
-    async def _commit_alone(self, finish: Finish) -> bool | OSError:
-        try:
-            return (await anyio.to_thread.run_sync(self.spool.commit, [finish]))[0]
-        except OSError as exc:  # SpoolError is an OSError too
-            logger.error("job %s: cannot record its outcome: %s", finish.job_id, exc)
-            return exc
-
-    # -- logs and progress -----------------------------------------------------------------
-
-    async def _flush_log(self, run: _Running) -> None:
-        lines = run.ctx.lines
-        count = len(lines)
-        if not count:
-            return
-        text = "".join(lines[:count])
-        del lines[:count]
-        try:
-            await fileio.append_text(self.spool.log_path(run.job.id), text)
-        except OSError as exc:  # a full disk loses log lines, not the job or the worker
-            logger.warning("job %s: %d log line(s) lost: %s", run.job.id, count, exc)
-
-    async def _write_progress(self, ctx: JobContext) -> None:
-        await fileio.write_bytes(self.spool.progress_path(ctx.id), orjson.dumps(ctx.progress_state))
-
-    # -- housekeeping ----------------------------------------------------------------------
-
-    async def _housekeeping(self) -> None:
-        tick = min(0.25, self.lease / 4)
-        last_flush = last_reap = 0.0
-        last_gc = -math.inf  # collect tmp/ once at start: a restart after a crash cleans up
-        while True:
-            await anyio.sleep(tick)
-            now = time.monotonic()
-            if self._heartbeat is not None and self._heartbeat.lost.is_set():
-                await self._chore("re-registering after a lost lease", self._lease_lost)
-            if self._running:
-                await self._chore("reading cancel requests", self._serve_cancels)
-            if now - last_flush >= 0.5:
-                last_flush = now
-                for run in list(self._running.values()):
-                    await self._chore("writing a job log", self._flush_log, run)
-            if now - last_reap >= self.lease / 2:
-                last_reap = now
-                await self._chore(
-                    "reaping", anyio.to_thread.run_sync, reap_expired, self.spool, self.id
-                )
-            if now - last_gc >= 300:
-                last_gc = now
-                await self._chore(
-                    "collecting tmp/", anyio.to_thread.run_sync, self.spool.collect_tmp, 3600.0
-                )
-                await self._chore(
-                    "collecting cancel requests",
-                    anyio.to_thread.run_sync,
-                    self.spool.collect_cancel_requests,
-                )
-
-    async def _chore(self, what: str, func: Callable[..., Awaitable[object]], *args: Any) -> None:
-        """Run one housekeeping step; a filesystem error is logged, not fatal (next tick retries).
-
-        A worker that dies on a transient error (NFS hiccup, full disk) would strand its jobs
-        for a lease; one that keeps going retries the step a tick later.
-        """
-        try:
-            await func(*args)
-        except OSError as exc:  # SpoolError is an OSError too
-            logger.warning("%s failed (retrying): %s", what, exc)
-
-    async def _serve_cancels(self) -> None:
-        requested = await anyio.to_thread.run_sync(self.spool.cancel_requests)
-        for job_id in requested & self._running.keys():
-            run = self._running[job_id]
-            run.reason = "cancel"
-            run.scope.cancel()
-
-    async def _lease_lost(self) -> None:
-        """Stop our jobs (their outcomes would be fenced anyway) and come back as a new worker.
-
-        The new registration comes first: claims from here on go to the new id, so the old
-        id's jobs are a closed set to stop, wait for and hand back.
-        """
-        old_id = self.id
-        logger.warning("worker %s lost its lease; stopping its jobs and re-registering", old_id)
-        self.id = _new_worker_id()
-        await anyio.to_thread.run_sync(self._register)
-        old_dir = self.spool.running_dir(old_id) + os.sep
-        while stale := [r for r in self._running.values() if r.claimed.path.startswith(old_dir)]:
-            for run in stale:
-                run.reason = "lost"
-                run.scope.cancel()
-            await self._wait_change()
-        for held in await anyio.to_thread.run_sync(self.spool.running_jobs, old_id):
-            await anyio.to_thread.run_sync(
-                functools.partial(requeue_held, self.spool, held, who=old_id)
-            )
-        await anyio.to_thread.run_sync(self.spool.deregister_worker, old_id)
-        logger.info("worker %s is back as %s", old_id, self.id)
 
 
 def _unregistered(name: str) -> dict[str, str]:

@@ -1,0 +1,156 @@
+"""A worker's housekeeping: the chores that run beside the claim loop on a timer.
+
+Each chore is a named step with its own interval: watching the lease, serving cancel requests,
+flushing job logs, reaping dead workers, collecting ``tmp/``, and the chores that features add
+(periodic ticks, dependency sweeps, result expiry). A filesystem error in a chore is logged and
+retried a tick later; it never stops the worker.
+
+Failure story: every chore is idempotent and leaves the spool valid between its steps, so a
+worker killed in the middle of one leaves work that the next run of the chore, by any worker,
+finishes.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from jobq.lease import reap_expired, requeue_held
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from jobq.worker import Worker
+
+__all__ = ("Chore", "Housekeeping")
+
+logger = logging.getLogger("jobq.worker")
+
+
+@dataclass(slots=True)
+class Chore:
+    """One housekeeping step run every ``interval`` seconds.
+
+    Attributes:
+        what: what it does, for the log line when it fails.
+        interval: seconds between runs; the first run comes at once unless ``delayed``.
+        func: the step (async).
+        delayed: wait one interval before the first run.
+    """
+
+    what: str
+    interval: float
+    func: Callable[[], Awaitable[object]]
+    delayed: bool = False
+    last: float = -math.inf
+
+
+def in_thread(func: Callable[..., object], *args: Any) -> Callable[[], Awaitable[object]]:
+    """A chore step that runs the blocking ``func(*args)`` in a worker thread."""
+
+    async def step() -> object:
+        return await anyio.to_thread.run_sync(functools.partial(func, *args))
+
+    return step
+
+
+class Housekeeping:
+    """The chores of one worker, run by ``run()`` until the worker stops.
+
+    Args:
+        worker: the worker whose lease, running jobs and spool the chores look after.
+    """
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        spool = worker.spool
+        self.tick = min(0.25, worker.lease / 4)
+        self.chores = [
+            Chore("reading cancel requests", 0.0, self._serve_cancels),
+            Chore("writing job logs", 0.5, self._flush_logs),
+            Chore("reaping", worker.lease / 2, self._reap),
+            # Once at start: a restart after a crash cleans up.
+            Chore("collecting tmp/", 300.0, in_thread(spool.collect_tmp, 3600.0)),
+            Chore("collecting cancel requests", 300.0, in_thread(spool.collect_cancel_requests)),
+        ]
+
+    def add(self, chore: Chore) -> None:
+        """Add a chore (a feature's periodic step)."""
+        self.chores.append(chore)
+
+    async def run(self) -> None:
+        """Run the chores forever (the worker cancels this task when it stops)."""
+        now = time.monotonic()
+        for chore in self.chores:
+            if chore.delayed:
+                chore.last = now
+        while True:
+            await self.run_once()
+            await anyio.sleep(self.tick)
+
+    async def run_once(self) -> None:
+        """Run every chore that is due now."""
+        heartbeat = self.worker.heartbeat
+        if heartbeat is not None and heartbeat.lost.is_set():
+            await self._chore("re-registering after a lost lease", self._lease_lost)
+        for chore in self.chores:
+            now = time.monotonic()
+            if now - chore.last >= chore.interval:
+                chore.last = now
+                await self._chore(chore.what, chore.func)
+
+    async def _chore(self, what: str, func: Callable[[], Awaitable[object]]) -> None:
+        """Run one step; a filesystem error is logged, not fatal (next tick retries).
+
+        A worker that dies on a transient error (NFS hiccup, full disk) would strand its jobs
+        for a lease; one that keeps going retries the step a tick later.
+        """
+        try:
+            await func()
+        except OSError as exc:  # SpoolError is an OSError too
+            logger.warning("%s failed (retrying): %s", what, exc)
+
+    async def _serve_cancels(self) -> None:
+        running = self.worker.running
+        if not running:
+            return
+        requested = await anyio.to_thread.run_sync(self.worker.spool.cancel_requests)
+        for job_id in requested & running.keys():
+            run = running[job_id]
+            run.reason = "cancel"
+            run.scope.cancel()
+
+    async def _flush_logs(self) -> None:
+        for run in list(self.worker.running.values()):
+            await self._chore("writing a job log", functools.partial(self.worker.flush_log, run))
+
+    async def _reap(self) -> None:
+        await anyio.to_thread.run_sync(reap_expired, self.worker.spool, self.worker.id)
+
+    async def _lease_lost(self) -> None:
+        """Stop our jobs (their outcomes would be fenced anyway) and come back as a new worker.
+
+        The new registration comes first: claims from here on go to the new id, so the old
+        id's jobs are a closed set to stop, wait for and hand back.
+        """
+        worker, spool = self.worker, self.worker.spool
+        old_id = worker.id
+        logger.warning("worker %s lost its lease; stopping its jobs and re-registering", old_id)
+        await anyio.to_thread.run_sync(worker.register_anew)
+        old_dir = spool.running_dir(old_id) + os.sep
+        while stale := [r for r in worker.running.values() if r.claimed.path.startswith(old_dir)]:
+            for run in stale:
+                run.reason = "lost"
+                run.scope.cancel()
+            await worker.wait_change()
+        for held in await anyio.to_thread.run_sync(spool.running_jobs, old_id):
+            await anyio.to_thread.run_sync(functools.partial(requeue_held, spool, held, who=old_id))
+        await anyio.to_thread.run_sync(spool.deregister_worker, old_id)
+        logger.info("worker %s is back as %s", old_id, worker.id)

@@ -1,0 +1,242 @@
+"""Settling attempts: what becomes of a job file once its attempt has ended.
+
+An attempt ends in one of four ways: a retry (the file goes back to ``pending/`` or
+``scheduled/``), an outcome record (``done``, ``failed`` or ``cancelled``), a requeue at
+shutdown, or nothing at all when the lease was lost (the reaper owns the job then). Outcome
+records flow to one committer task that records whatever has gathered in one group commit.
+
+Failure story: the commit's first rename (``running/W/x -> STATE/Q/ID.json``) is the commit
+point and the fence. A crash before it leaves the job in ``running/`` for the reaper; a crash
+between the two renames leaves a staged record in ``tmp/`` that the reaper or ``collect_tmp``
+completes (see ``jobq.spool.store``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import orjson
+
+from jobq import fileio
+from jobq import layout as L
+from jobq.model import Outcome, encode_record
+from jobq.runner import Ending, backoff_delay
+from jobq.spool import Finish
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+    from jobq.context import JobContext
+    from jobq.model import Job
+    from jobq.spool import Claimed, SpoolDir
+
+__all__ = ("UNRECORDED_DELAY", "Attempt", "Settler")
+
+logger = logging.getLogger("jobq.worker")
+
+#: When not even a failure record can be written (the disk is full), the job waits this long in
+#: ``scheduled/`` before it runs again: space has to be freed first.
+UNRECORDED_DELAY = 300.0
+
+
+@dataclass(eq=False)
+class Attempt:
+    """One running attempt of a job in this worker.
+
+    Attributes:
+        claimed: the job file this worker holds in ``running/WORKER/``.
+        job: the decoded job.
+        ctx: what ``jobq.current_job()`` returns inside it.
+        scope: cancels the attempt.
+        reason: why we cancelled it: ``cancel``, ``shutdown`` or ``lost``.
+        started_at: when it started (epoch seconds).
+        unrecordable: the filesystem refused its outcome record once already.
+    """
+
+    claimed: Claimed
+    job: Job
+    ctx: JobContext
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    reason: str | None = None
+    started_at: float = field(default_factory=time.time)
+    unrecordable: bool = False
+
+
+# One outcome for the committer: the finish, an event set when it is done, and a box that gets
+# True (recorded), False (fenced) or the OSError that kept it from being recorded.
+_Commit = tuple[Finish, anyio.Event, list["bool | OSError"]]
+
+
+class Settler:
+    """Turns ended attempts into retries, requeues and group-committed outcome records.
+
+    Args:
+        spool: the spool.
+        worker_id: returns the worker's current id (it changes when a lost lease makes the
+            worker register again).
+        lease: the worker's lease, the least time an unrecordable job waits to run again.
+    """
+
+    def __init__(self, spool: SpoolDir, worker_id: Callable[[], str], lease: float) -> None:
+        self.spool = spool
+        self._worker_id = worker_id
+        self.lease = lease
+        self._send: MemoryObjectSendStream[_Commit]
+        self._receive: MemoryObjectReceiveStream[_Commit]
+        self._send, self._receive = anyio.create_memory_object_stream[_Commit](math.inf)
+
+    def close(self) -> None:
+        """No more outcomes: the committer ends once it has recorded those it has."""
+        self._send.close()
+
+    async def settle(self, run: Attempt, ending: Ending) -> None:
+        """Retry, record or requeue the job of ``run`` according to how its attempt ended."""
+        held, job = run.claimed, run.job
+        if ending.kind == "interrupted":
+            await self._interrupted(run)
+            return
+        if ending.kind in ("retry", "error") and job.may_retry(held.name.attempts):
+            delay = (
+                ending.delay if ending.delay is not None else backoff_delay(job, held.name.attempts)
+            )
+            if ending.error is not None:
+                run.ctx.log.warning(
+                    "attempt %d failed, retrying in %.2f s:\n%s",
+                    held.name.attempts,
+                    delay,
+                    ending.error["traceback"],
+                )
+                await self.flush_log(run)
+            due = None if delay <= 0 else round((time.time() + delay) * 1_000_000)
+            if not await anyio.to_thread.run_sync(
+                self.spool.requeue, held.path, held.queue, held.name, due
+            ):
+                self._fenced(run)
+            return
+        if ending.kind == "retry":
+            ending = Ending(
+                "error",
+                error={
+                    "type": "jobq.Retry",
+                    "message": "retries exhausted",
+                    "traceback": "jobq.Retry raised with no retries left\n",
+                },
+            )
+        state = L.DONE if ending.kind == "done" else L.FAILED
+        await self._record(run, state, ending.result, ending.error)
+
+    async def _interrupted(self, run: Attempt) -> None:
+        held = run.claimed
+        if run.reason == "cancel":
+            await self._record(run, L.CANCELLED, None, None)
+            await anyio.to_thread.run_sync(self.spool.clear_cancel, run.job.id)
+        elif run.reason == "shutdown":
+            logger.warning("job %s still running after the grace period: requeued", run.job.id)
+            await anyio.to_thread.run_sync(self.spool.requeue, held.path, held.queue, held.name)
+        # "lost": the lease is gone; the reaper owns the job now.
+
+    async def _record(
+        self, run: Attempt, state: str, result: Any, error: dict[str, str] | None
+    ) -> None:
+        outcome = Outcome(
+            state,
+            run.claimed.name.attempts,
+            run.started_at,
+            time.time(),
+            result=result,
+            error=error,
+            worker=self._worker_id(),
+        )
+        finish = Finish(
+            run.claimed.path, run.claimed.queue, run.job.id, state, encode_record(run.job, outcome)
+        )
+        done = anyio.Event()
+        box: list[bool | OSError] = []
+        await self._send.send((finish, done, box))
+        await done.wait()
+        if box and isinstance(box[0], OSError):
+            await self._unrecorded(run, box[0])
+        elif not box or not box[0]:
+            self._fenced(run)
+
+    async def _unrecorded(self, run: Attempt, exc: OSError) -> None:
+        """The filesystem refused the outcome record (disk full, I/O error): never lose the job.
+
+        That is a failure of this attempt, retried like any other (a small failure record may
+        still fit where a big result did not). If that cannot be recorded either, the job goes
+        back to ``scheduled/`` for a lease. Either way the worker keeps serving the jobs whose
+        outcomes it can record, rather than dying and leaving them all to the lease.
+        """
+        if not run.unrecordable:
+            run.unrecordable = True
+            message = f"cannot record the outcome: {exc}"
+            error = {"type": "jobq.SpoolError", "message": message, "traceback": message + "\n"}
+            await self.settle(run, Ending("error", error=error))
+            return
+        held = run.claimed
+        delay = max(UNRECORDED_DELAY, self.lease)
+        due = round((time.time() + delay) * 1_000_000)
+        await anyio.to_thread.run_sync(self.spool.requeue, held.path, held.queue, held.name, due)
+        logger.error("job %s: no outcome recorded (%s); it runs again in %g s", run.job.id, exc,
+                     delay)  # fmt: skip
+
+    def _fenced(self, run: Attempt) -> None:
+        logger.warning(
+            "job %s: outcome discarded, another attempt owns the job now "
+            "(this worker's lease expired)",
+            run.job.id,
+        )
+
+    async def committer(self) -> None:
+        """Record outcomes as they come, each batch that gathered meanwhile in one commit."""
+        async with self._receive:
+            async for first in self._receive:
+                batch = [first]
+                while True:
+                    try:
+                        batch.append(self._receive.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                finishes = [b[0] for b in batch]
+                results: list[bool | OSError]
+                try:
+                    results = list(await anyio.to_thread.run_sync(self.spool.commit, finishes))
+                except OSError:
+                    # One record that does not fit must not sink the others in its batch.
+                    results = [await self._commit_alone(fin) for fin in finishes]
+                for (_, event, box), ok in zip(batch, results, strict=True):
+                    box.append(ok)
+                    event.set()
+
+    async def _commit_alone(self, finish: Finish) -> bool | OSError:
+        try:
+            return (await anyio.to_thread.run_sync(self.spool.commit, [finish]))[0]
+        except OSError as exc:  # SpoolError is an OSError too
+            logger.error("job %s: cannot record its outcome: %s", finish.job_id, exc)
+            return exc
+
+    # -- logs and progress -----------------------------------------------------------------
+
+    async def flush_log(self, run: Attempt) -> None:
+        """Append the log lines the attempt captured since the last flush to its log file."""
+        lines = run.ctx.lines
+        count = len(lines)
+        if not count:
+            return
+        text = "".join(lines[:count])
+        del lines[:count]
+        try:
+            await fileio.append_text(self.spool.log_path(run.job.id), text)
+        except OSError as exc:  # a full disk loses log lines, not the job or the worker
+            logger.warning("job %s: %d log line(s) lost: %s", run.job.id, count, exc)
+
+    async def write_progress(self, ctx: JobContext) -> None:
+        """Record the progress a job reported (``await current_job().progress(...)``)."""
+        await fileio.write_bytes(self.spool.progress_path(ctx.id), orjson.dumps(ctx.progress_state))
