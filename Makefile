@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,14 @@ lint: $(STAMP_TEST)
 typecheck: $(STAMP_TEST)
 	$(BIN)/mypy
 
-pytest: $(STAMP_TEST)
+# The dashboard's browser test drives Debian's headless Chromium. As root (CI), install it when
+# missing; as anyone else the test is skipped and says what to install.
+browser:
+	@if [ "$$(id -u)" = 0 ] && ! [ -x /usr/bin/chromium -a -x /usr/bin/chromedriver ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
+	fi
+
+pytest: $(STAMP_TEST) browser
 	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered
 
 test: lint typecheck pytest

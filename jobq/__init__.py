@@ -9,6 +9,7 @@ from jobq.config import configure
 from jobq.context import JobContext, current_job
 from jobq.errors import (
     ConfigurationError,
+    DependencyFailed,
     InvalidName,
     JobCancelled,
     JobFailed,
@@ -19,13 +20,16 @@ from jobq.errors import (
     SpoolError,
 )
 from jobq.handle import JobHandle
+from jobq.hooks import JobEvent, on_failure, on_retry, on_start, on_success
 from jobq.worker import Worker
 
 __all__ = (
     "ConfigurationError",
+    "DependencyFailed",
     "InvalidName",
     "JobCancelled",
     "JobContext",
+    "JobEvent",
     "JobFailed",
     "JobFunction",
     "JobHandle",
@@ -41,6 +45,10 @@ __all__ = (
     "configure",
     "current_job",
     "job",
+    "on_failure",
+    "on_retry",
+    "on_start",
+    "on_success",
 )
 
 __version__ = "0.1.0"

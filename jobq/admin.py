@@ -10,6 +10,7 @@ import os
 import time
 from dataclasses import replace
 
+from jobq import dependencies
 from jobq import layout as L
 from jobq.errors import JobNotFound
 from jobq.layout import JobFileName
@@ -96,12 +97,17 @@ def cancel_job(spool: SpoolDir, job_id: str) -> bool:
             return True
         outcome = Outcome(L.CANCELLED, where.name.attempts, None, time.time())
         if spool.commit([Finish(path, queue, job_id, L.CANCELLED, encode_record(job, outcome))])[0]:
+            dependencies.release(spool, [job_id])  # its dependents are cancelled in turn
             return True
     return False
 
 
 def retry_job(spool: SpoolDir, job_id: str) -> bool:
     """Put a failed or cancelled job back to pending, keeping its id and attempt count.
+
+    A job enqueued with ``after=`` goes back to ``waiting`` and its dependencies are checked
+    again. Retrying a job does not bring back the dependents that its failure cancelled:
+    retry those too.
 
     Returns:
         False if the job is not dead (it is waiting, running or done).
@@ -127,7 +133,15 @@ def retry_job(spool: SpoolDir, job_id: str) -> bool:
     # A cancel request left over from the last run would cancel the retried one at once.
     spool.clear_cancel(job_id)
     name = JobFileName(job.priority, round(time.time() * 1_000_000), job.id, attempts)
-    return spool.requeue_record(path, replace(job, attempts_base=attempts), name)
+    job = replace(job, attempts_base=attempts)
+    if not job.after:
+        return spool.requeue_record(path, job, name)
+    # A dependent waits for its dependencies again: the edges first, so no release misses it.
+    dependencies.link(spool, [(job, name.filename)])
+    if not spool.requeue_record(path, job, name):
+        return False
+    dependencies.check_new(spool, [(job, name.filename)])
+    return True
 
 
 def retry_failed(spool: SpoolDir, queue: str | None = None) -> list[str]:

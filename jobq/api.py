@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import os
 import sys
 import time
@@ -12,13 +13,16 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, ca
 
 import anyio
 
-from jobq import admin, config
+from jobq import admin, config, dependencies
 from jobq.context import JobContext, current_job_or_none, local_context
-from jobq.errors import ConfigurationError, JobNotFound, SerializationError
+from jobq.errors import ConfigurationError, SerializationError
 from jobq.handle import JobHandle
+from jobq.keys import holder_queue
 from jobq.layout import MAX_PRIORITY, MIN_PRIORITY
+from jobq.limits import RateLimit, check_max_running
 from jobq.model import Job, new_job_id
-from jobq.names import check_job_name, check_queue
+from jobq.names import check_job_id, check_job_name, check_queue
+from jobq.periodic import Schedule
 from jobq.registry import JobSpec, register
 from jobq.spool import SpoolDir
 
@@ -74,12 +78,14 @@ class JobOptions:
         key: deduplication key: while a job enqueued with this key has a record in the
             spool, enqueueing the same key again returns that job instead of a new one.
         queue: overrides the job's default queue.
+        after: ids of jobs that must be ``done`` before this one runs.
     """
 
     delay: float = 0.0
     priority: int | None = None
     key: str | None = None
     queue: str | None = None
+    after: tuple[str, ...] = ()
 
 
 def _key_id(key: str) -> str:
@@ -138,12 +144,23 @@ class JobFunction(Generic[P, R, T]):
         priority: int | None = None,
         key: str | None = None,
         queue: str | None = None,
+        after: Iterable[JobHandle[Any] | str] | None = None,
     ) -> JobFunction[P, R, T]:
         """The same job with per-enqueue options.
 
+        Args:
+            delay: seconds to wait before the job may run.
+            priority: overrides the job's default priority.
+            key: deduplication key (see ``JobOptions``).
+            queue: overrides the job's default queue.
+            after: handles or ids of jobs that must all end ``done`` first; the job waits in
+                state ``waiting`` meanwhile, and is cancelled with ``jobq.DependencyFailed``
+                if one of them ends ``failed`` or ``cancelled``.
+
         Raises:
-            ConfigurationError: if an option is out of range.
-            InvalidName: if ``queue`` is not a valid queue name.
+            ConfigurationError: if an option is out of range, or ``after`` is combined with
+                ``delay``.
+            InvalidName: if ``queue`` or an ``after`` id is not valid.
         """
         opts = self._opts
         if delay is not None:
@@ -159,6 +176,14 @@ class JobFunction(Generic[P, R, T]):
             opts = replace(opts, key=key)
         if queue is not None:
             opts = replace(opts, queue=check_queue(queue))
+        if after is not None:
+            if isinstance(after, str | JobHandle):
+                raise ConfigurationError("after= takes a list of handles or job ids")
+            ids = tuple(dict.fromkeys(check_job_id(getattr(a, "id", a)) for a in after))
+            opts = replace(opts, after=ids)
+        if opts.after and opts.delay > 0:
+            raise ConfigurationError("a job with after= runs when its dependencies are done: "
+                                     "it takes no delay=")  # fmt: skip
         return JobFunction(self.func, self.spec, self._spool, opts)
 
     def _spool_dir(self) -> SpoolDir:
@@ -179,6 +204,7 @@ class JobFunction(Generic[P, R, T]):
             timeout=self.spec.timeout,
             enqueued_at=now,
             key=opts.key,
+            after=opts.after,
         )
 
     def _publish(self, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[JobHandle[T]]:
@@ -186,9 +212,18 @@ class JobFunction(Generic[P, R, T]):
         now = time.time()
         jobs = [self._build(a, kw, now) for a, kw in calls]
         due = None if self._opts.delay <= 0 else round((now + self._opts.delay) * 1_000_000)
+        if self._opts.after:
+            for dep in self._opts.after:
+                admin.locate(spool, dep)  # raises JobNotFound for an unknown id
+            dependencies.link(spool, [(j, j.file_name.filename) for j in jobs])
         published = spool.publish(jobs, due)
+        if self._opts.after:
+            dependencies.check_new(
+                spool,
+                [(j, j.file_name.filename) for j, ok in zip(jobs, published, strict=True) if ok],
+            )
         return [
-            JobHandle(spool, j.id, j.queue if ok else _deduplicated_queue(spool, j, due))
+            JobHandle(spool, j.id, j.queue if ok else holder_queue(spool, j, due)[0])
             for j, ok in zip(jobs, published, strict=True)
         ]
 
@@ -239,28 +274,6 @@ async def _awaited_in(ctx: JobContext, coro: Any) -> Any:
         return await coro
     finally:
         ctx.deactivate(token)
-
-
-#: A key whose job cannot be found is taken over after this many seconds: its producer died
-#: between taking the key and publishing the job.
-STALE_KEY_AGE = 10.0
-
-
-def _deduplicated_queue(spool: SpoolDir, job: Job, due: int | None) -> str:
-    """The queue of the job that already holds ``job.key`` (publishing ours if none does)."""
-    for _ in range(3):
-        try:
-            return admin.job_queue(spool, job.id)
-        except JobNotFound:
-            pass
-        age = spool.key_age(job.id)
-        if age is None or age > STALE_KEY_AGE:
-            spool.release_key(job.id)
-            if spool.publish([job], due)[0]:
-                return job.queue
-        else:
-            break  # another producer is publishing it right now
-    return job.queue
 
 
 def _in_event_loop_thread() -> bool:
@@ -315,34 +328,65 @@ class JobDecorator(Protocol):
     def __call__(self, func: Callable[P, T], /) -> JobFunction[P, T, T]: ...
 
 
-def _decorate(
-    func: Callable[..., Any],
-    spool: Spool | None,
-    name: str | None,
-    queue: str,
-    retries: int,
-    retry_delay: float,
-    timeout: float | None,
-    priority: int,
-) -> JobFunction[Any, Any, Any]:
-    if not callable(func):
-        raise ConfigurationError(f"@job decorates functions, got {type(func).__name__}")
-    _check_options(queue, retries, retry_delay, timeout, priority)
+def _build_spec(func: Callable[..., Any], name: str | None, opts: dict[str, Any]) -> JobSpec:
+    """Check the ``@job`` options of ``func`` and build its registry entry."""
+    _check_options(opts["queue"], opts["retries"], opts["retry_delay"], opts["timeout"],
+                   opts["priority"])  # fmt: skip
+    schedule = Schedule.parse(opts["cron"], opts["every"], opts["tz"])
     job_name = name if name is not None else f"{func.__module__}.{func.__qualname__}"
     if name is None and "<" in job_name:
         raise ConfigurationError(
             f"{job_name!r} is not importable by a worker: define jobs at module level "
             "or pass name=..."
         )
-    spec = JobSpec(
+    if schedule is not None and _required_parameters(func):
+        raise ConfigurationError(
+            f"periodic job {job_name!r} must take no arguments "
+            f"(it has {', '.join(_required_parameters(func))})"
+        )
+    result_ttl = _check_ttl(opts["result_ttl"])
+    timeout = opts["timeout"]
+    return JobSpec(
         name=check_job_name(job_name),
         func=func,
-        queue=queue,
-        retries=retries,
-        retry_delay=float(retry_delay),
+        queue=opts["queue"],
+        retries=opts["retries"],
+        retry_delay=float(opts["retry_delay"]),
         timeout=None if timeout is None else float(timeout),
-        priority=priority,
+        priority=opts["priority"],
+        schedule=schedule,
+        max_running=check_max_running(opts["max_running"]),
+        rate_limit=RateLimit.parse(opts["rate_limit"]),
+        result_ttl=result_ttl,
     )
+
+
+def _check_ttl(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigurationError(f"result_ttl must be seconds >= 0 or None, got {value!r}")
+    return float(value)
+
+
+def _required_parameters(func: Callable[..., Any]) -> list[str]:
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [
+        p.name
+        for p in params
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+
+
+def _decorate(
+    func: Callable[..., Any], spool: Spool | None, name: str | None, opts: dict[str, Any]
+) -> JobFunction[Any, Any, Any]:
+    if not callable(func):
+        raise ConfigurationError(f"@job decorates functions, got {type(func).__name__}")
+    spec = _build_spec(func, name, opts)
     register(spec)
     return JobFunction(func, spec, spool, JobOptions())
 
@@ -362,17 +406,19 @@ def job(
     retry_delay: float = 1.0,
     timeout: float | None = None,
     priority: int = 0,
+    cron: str | None = None,
+    every: float | None = None,
+    tz: str | None = None,
+    max_running: int | None = None,
+    rate_limit: str | None = None,
+    result_ttl: float | None = None,
 ) -> JobDecorator: ...
 def job(
     func: Callable[..., Any] | None = None,
     /,
     *,
     name: str | None = None,
-    queue: str = "default",
-    retries: int = 0,
-    retry_delay: float = 1.0,
-    timeout: float | None = None,
-    priority: int = 0,
+    **options: Any,
 ) -> Any:
     """Register a function as a job, bare (``@job``) or with options (``@job(queue=...)``).
 
@@ -383,30 +429,56 @@ def job(
         retry_delay: base delay of the exponential backoff between attempts, in seconds.
         timeout: seconds an attempt may run (async jobs are cancelled; see docs/jobs.md).
         priority: higher runs first (-9999..9999).
+        cron: run by itself on this 5-field cron schedule (a periodic job takes no
+            arguments); see docs/jobs.md.
+        every: run by itself every this many seconds (>= 1).
+        tz: the IANA time zone of ``cron`` (default UTC).
+        max_running: at most this many attempts run at once, across all workers and hosts.
+        rate_limit: at most N starts per second, minute or hour: ``"N/s"``, ``"N/m"``,
+            ``"N/h"``, across all workers and hosts.
+        result_ttl: seconds a ``done`` record (with its log) is kept; default: the worker's
+            ``--result-ttl``, else until ``jobq purge``.
 
     Raises:
         ConfigurationError: if an option is invalid or the name is taken by another function.
         InvalidName: if the name or queue is not a safe identifier.
     """
-    return _job_decorator(None, func, name, queue, retries, retry_delay, timeout, priority)
+    return _job_decorator(None, func, name, options)
+
+
+_DEFAULTS: dict[str, Any] = {
+    "queue": "default",
+    "retries": 0,
+    "retry_delay": 1.0,
+    "timeout": None,
+    "priority": 0,
+    "cron": None,
+    "every": None,
+    "tz": None,
+    "max_running": None,
+    "rate_limit": None,
+    "result_ttl": None,
+}
 
 
 def _job_decorator(
-    spool: Spool | None,
-    func: Callable[..., Any] | None,
-    name: str | None,
-    queue: str,
-    retries: int,
-    retry_delay: float,
-    timeout: float | None,
-    priority: int,
+    spool: Spool | None, func: Callable[..., Any] | None, name: str | None, given: dict[str, Any]
 ) -> Any:
+    unknown = sorted(set(given) - set(_DEFAULTS))
+    if unknown:
+        raise TypeError(f"@job() got unexpected option(s): {', '.join(unknown)}")
+    opts = {**_DEFAULTS, **given}
     if func is not None:
-        return _decorate(func, spool, name, queue, retries, retry_delay, timeout, priority)
-    _check_options(queue, retries, retry_delay, timeout, priority)
+        return _decorate(func, spool, name, opts)
+    _check_options(opts["queue"], opts["retries"], opts["retry_delay"], opts["timeout"],
+                   opts["priority"])  # fmt: skip
+    Schedule.parse(opts["cron"], opts["every"], opts["tz"])
+    RateLimit.parse(opts["rate_limit"])
+    check_max_running(opts["max_running"])
+    _check_ttl(opts["result_ttl"])
 
     def decorator(f: Callable[..., Any]) -> JobFunction[Any, Any, Any]:
-        return _decorate(f, spool, name, queue, retries, retry_delay, timeout, priority)
+        return _decorate(f, spool, name, opts)
 
     return decorator
 
@@ -449,6 +521,12 @@ class Spool:
         retry_delay: float = 1.0,
         timeout: float | None = None,
         priority: int = 0,
+        cron: str | None = None,
+        every: float | None = None,
+        tz: str | None = None,
+        max_running: int | None = None,
+        rate_limit: str | None = None,
+        result_ttl: float | None = None,
     ) -> JobDecorator: ...
     def job(
         self,
@@ -456,14 +534,10 @@ class Spool:
         /,
         *,
         name: str | None = None,
-        queue: str = "default",
-        retries: int = 0,
-        retry_delay: float = 1.0,
-        timeout: float | None = None,
-        priority: int = 0,
+        **options: Any,
     ) -> Any:
         """``@jobq.job`` whose jobs go to this spool; same arguments and errors."""
-        return _job_decorator(self, func, name, queue, retries, retry_delay, timeout, priority)
+        return _job_decorator(self, func, name, options)
 
     def get(self, job_id: str) -> JobHandle[Any]:
         """A handle to an existing job.

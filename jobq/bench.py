@@ -30,7 +30,7 @@ import click
 
 from jobq import layout as L
 from jobq.api import JobFunction, JobOptions, Spool, job
-from jobq.errors import JobqError
+from jobq.errors import JobqError, SpoolError
 from jobq.waiting import events_enabled, filesystem_type, local_filesystem
 
 if TYPE_CHECKING:
@@ -140,8 +140,12 @@ def _scratch(root: str) -> Iterator[str]:
     """A fresh hidden directory inside the spool, removed afterwards (with the spool itself
     if the benchmark created it)."""
     created = not os.path.exists(root)
-    os.makedirs(root, mode=0o700, exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix=".bench-", dir=root)
+    try:
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        scratch = tempfile.mkdtemp(prefix=".bench-", dir=root)
+    except OSError as exc:  # read-only, full, or not ours: say so in one line
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise SpoolError(exc.errno or 0, f"cannot benchmark the spool at {root}: {reason}") from exc
     try:
         yield scratch
     finally:

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 import sys
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Collection, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 import orjson
 
 from jobq import admin, config, inspect
 from jobq.api import spool_dir
-from jobq.errors import ConfigurationError, JobNotFound, JobqError
+from jobq.errors import ConfigurationError, InvalidName, JobNotFound, JobqError, SpoolError
 from jobq.inspect import STATES
-from jobq.layout import FINISHED_STATES
+from jobq.layout import FINISHED_STATES, FORMAT_FILE
+from jobq.logs import FORMATS as LOG_FORMATS
+from jobq.logs import configure as configure_logging
 from jobq.model import Job, new_job_id
 from jobq.names import check_job_id, check_job_name, check_queue
+from jobq.periodic import describe_tick
 
 if TYPE_CHECKING:
     from jobq.spool import SpoolDir
@@ -27,6 +31,9 @@ if TYPE_CHECKING:
 __all__ = ("main",)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _spool_option(func: F) -> F:
@@ -46,27 +53,67 @@ def _spool(spool_path: str | None, durable: bool | None = None) -> SpoolDir:
     return spool_dir(path, durable)
 
 
-def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"jobq: {message}", err=True)
+def _fail(message: str, code: int = 1) -> NoReturn:
+    # One line, whatever the message holds (an app's error may span several).
+    click.echo("jobq: " + " ".join(message.split()), err=True)
     sys.exit(code)
 
 
 def _errors(func: F) -> F:
-    """Turn jobq errors into one line on stderr: exit 1 (not found, failed) or 2 (bad input)."""
+    """Turn every error into one line on stderr, never a traceback: exit 1 (not found, job
+    failed, the filesystem refused) or 2 (bad input); Ctrl-C exits 130 quietly."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except JobNotFound as exc:
-            _fail(str(exc).strip("'\""), 1)
-        except (ValueError, TypeError, ConfigurationError) as exc:
-            # InvalidName, SerializationError, an app that does not import: bad usage.
-            _fail(str(exc), 2)
-        except JobqError as exc:
-            _fail(str(exc), 1)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # click's own usage errors (exit 2) and exits
+        except BaseExceptionGroup as group:  # from a task group: the first error says it
+            _exit_for(_first_error(group))
+        except (Exception, KeyboardInterrupt) as exc:
+            _exit_for(exc)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+def _exit_for(exc: BaseException) -> NoReturn:
+    """Exit with the one line and the exit code that ``exc`` calls for."""
+    if isinstance(exc, KeyboardInterrupt):
+        sys.exit(130)
+    if isinstance(exc, JobNotFound):
+        _fail(str(exc).strip("'\""), 1)
+    if isinstance(exc, (ValueError, TypeError, ConfigurationError)) and not isinstance(
+        exc, OSError
+    ):
+        # InvalidName, SerializationError, an app that does not import: bad usage.
+        _fail(str(exc), 2)
+    if isinstance(exc, OSError):  # SpoolError too: permission denied, read-only, disk full
+        _fail(_os_error(exc), 1)
+    if isinstance(exc, JobqError):
+        _fail(str(exc), 1)
+    logging.getLogger("jobq.cli").debug("unexpected error", exc_info=exc)
+    _fail(f"unexpected {type(exc).__name__}: {exc}", 1)
+
+
+def _os_error(exc: OSError) -> str:
+    if isinstance(exc, SpoolError) or not exc.strerror:
+        return exc.strerror or str(exc)
+    where = exc.filename if exc.filename is not None else None
+    return f"{where}: {exc.strerror}" if where else exc.strerror
+
+
+def _job_id(spool: SpoolDir, text: str) -> str:
+    """``text`` as a job id; one that cannot be an id is a job that is not there (exit 1)."""
+    try:
+        return check_job_id(text)
+    except InvalidName:
+        raise JobNotFound(f"no job {text!r} in spool {spool.root}") from None
 
 
 def _print_json(value: object) -> None:
@@ -109,6 +156,16 @@ def main(ctx: click.Context, spool_path: str | None) -> None:
 @click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds SIGTERM waits for running jobs.")  # fmt: skip
 @click.option("--durable/--no-durable", default=None, help="fsync outcomes [default: on].")
+@click.option("--log-level", type=click.Choice(_LOG_LEVELS, case_sensitive=False),
+              default="INFO", show_default=True, help="Least level logged on stderr.")  # fmt: skip
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
+              help="text, or json: one JSON object a line, for log shippers.")  # fmt: skip
+@click.option("--result-ttl", "result_ttl", metavar="DURATION", default=None,
+              help="Keep done records this long (30s, 12h, 7d) unless a job says otherwise "
+              "[default: until jobq purge].")  # fmt: skip
+@click.option("--unknown-grace", type=click.FloatRange(min=0), default=300.0, show_default=True,
+              help="Seconds a job this worker has no function for is left to workers that "
+              "have it before it fails (rolling deploys).")  # fmt: skip
 @_spool_option
 @_errors
 def worker(
@@ -121,96 +178,172 @@ def worker(
     lease: float,
     grace: float,
     durable: bool | None,
+    log_level: str,
+    log_format: str,
+    result_ttl: str | None,
+    unknown_grace: float,
     spool_path: str | None,
 ) -> None:
     """Import APP modules (registering their @job functions) and run jobs."""
+    configure_logging(log_level, log_format)
+    ttl = None if result_ttl is None else _duration(result_ttl)
     from jobq import supervisor
 
     queue_list = None
     if queues is not None:
         queue_list = [check_queue(q.strip()) for q in queues.split(",") if q.strip()]
     spool = _spool(spool_path, durable)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     if processes > 1:
         sys.exit(supervisor.supervise(processes, sys.argv[1:]))
     sys.exit(
-        supervisor.run_worker(spool, apps, queue_list, concurrency, backend, burst, lease, grace)
+        supervisor.run_worker(
+            spool,
+            apps,
+            queue_list,
+            concurrency,
+            backend,
+            burst,
+            lease,
+            grace,
+            result_ttl=ttl,
+            unknown_grace=unknown_grace,
+        )
     )
 
 
-def _status_table(stats: dict[str, Any]) -> None:
-    click.echo(f"spool {stats['spool']}")
+def _columns(rows: Sequence[Sequence[str]], right: Collection[int] = ()) -> list[str]:
+    """Rows of cells as aligned lines (columns in ``right`` flush right), no trailing spaces."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]
+
+
+def _status_lines(spool: SpoolDir, stats: dict[str, Any]) -> list[str]:
+    lines = [f"spool {stats['spool']}"]
     header = ("queue", *STATES)
-    rows = [(q, *(str(c[s]) for s in STATES)) for q, c in stats["queues"].items()]
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        cells = [str(row[0]).ljust(widths[0])] + [
-            str(v).rjust(w) for v, w in zip(row[1:], widths[1:], strict=True)
-        ]
-        click.echo("  ".join(cells))
+    rows = [(q, *(str(c.get(s, 0)) for s in STATES)) for q, c in stats["queues"].items()]
+    lines += _columns([header, *rows], right=set(range(1, len(header))))
     if not rows:
-        click.echo("(no queues yet)")
-    workers = stats["workers"]
-    click.echo(f"workers: {len(workers)} live")
-    for w in workers:
-        click.echo(
-            f"  {w['id']}  host {w['host']}  pid {w['pid']}  last seen {_ago(w['last_seen'])}"
+        lines.append("(no queues yet)")
+    if stats.get("invalid"):
+        lines.append(
+            f"invalid: {stats['invalid']} quarantined file(s), see `jobq jobs --state invalid`"
         )
+    workers = stats["workers"]
+    lines.append(f"workers: {len(workers)} live")
+    lines += [
+        f"  {w['id']}  host {w['host']}  pid {w['pid']}  last seen {_ago(w['last_seen'])}"
+        for w in workers
+    ]
+    expired = [w for w in inspect.worker_list(spool, include_expired=True) if w["expired"]]
+    lines += [
+        f"  {w['id']}  lease EXPIRED (last seen {_ago(w['last_seen'])}): "
+        "a running worker will reap it and requeue its jobs"
+        for w in expired
+    ]
+    return lines
 
 
-def _job_table(info: dict[str, Any]) -> None:
-    for key in ("id", "name", "queue", "state", "attempts"):
-        click.echo(f"{key + ':':<13}{info.get(key)}")
-    click.echo(f"{'args:':<13}{orjson.dumps(info.get('args')).decode()}")
+#: Characters of args, kwargs, a result or an error message shown by ``status JOB_ID``.
+SHOWN_CHARS = 400
+
+
+def _clip(text: str) -> str:
+    """``text``, cut to ``SHOWN_CHARS`` with a note saying so (``--json`` prints it whole)."""
+    if len(text) <= SHOWN_CHARS:
+        return text
+    return f"{text[:SHOWN_CHARS]}… ({len(text):,} chars in all: --json prints them whole)"
+
+
+def _job_lines(info: dict[str, Any]) -> list[str]:
+    keys = ("id", "name", "queue", "state", "attempts")
+    lines = [f"{key + ':':<13}{info.get(key)}" for key in keys]
+    lines.append(f"{'args:':<13}{_clip(orjson.dumps(info.get('args')).decode())}")
     if info.get("kwargs"):
-        click.echo(f"{'kwargs:':<13}{orjson.dumps(info.get('kwargs')).decode()}")
+        lines.append(f"{'kwargs:':<13}{_clip(orjson.dumps(info.get('kwargs')).decode())}")
     for key in ("enqueued_at", "started_at", "finished_at"):
-        click.echo(f"{key + ':':<13}{_ago(info.get(key))}")
+        lines.append(f"{key + ':':<13}{_ago(info.get(key))}")
     if info.get("worker"):
-        click.echo(f"{'worker:':<13}{info['worker']}")
+        lines.append(f"{'worker:':<13}{info['worker']}")
     if info.get("progress"):
         p = info["progress"]
-        click.echo(f"{'progress:':<13}{p.get('done')}/{p.get('total')} {p.get('message', '')}")
+        shown = str(p.get("done")) + ("" if p.get("total") is None else f"/{p.get('total')}")
+        lines.append(f"{'progress:':<13}{shown} {_clip(str(p.get('message') or ''))}".rstrip())
     if info.get("state") == "done":
-        click.echo(f"{'result:':<13}{orjson.dumps(info.get('result')).decode()}")
+        lines.append(f"{'result:':<13}{_clip(orjson.dumps(info.get('result')).decode())}")
     if info.get("error"):
         err = info["error"]
-        click.echo(f"{'error:':<13}{err.get('type')}: {err.get('message')}")
-        click.echo(str(err.get("traceback", "")).rstrip())
+        lines.append(f"{'error:':<13}{err.get('type')}: {_clip(str(err.get('message')))}")
+        lines.append(str(err.get("traceback", "")).rstrip())
+    return lines
+
+
+def _watch(render: Callable[[], list[str]], interval: float) -> None:
+    """Redraw ``render()`` in place every ``interval`` seconds until Ctrl-C (then exit 0).
+
+    Each frame goes home, overwrites the lines (clearing what is left of each), and clears
+    below: no scrolling and no flicker.
+    """
+    out = sys.stdout  # not click.echo: it strips the escapes when stdout is not a terminal
+    try:
+        out.write("\x1b[2J")
+        while True:
+            stamp = time.strftime("%H:%M:%S")
+            lines = [f"every {interval:g} s, {stamp} (Ctrl-C to stop)", "", *render()]
+            out.write("\x1b[H" + "".join(f"{line}\x1b[K\n" for line in lines) + "\x1b[J")
+            out.flush()
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        out.write("\n")
+        out.flush()
 
 
 @main.command()
 @click.argument("job_id", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--watch", is_flag=True, help="Redraw in place until Ctrl-C.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="Seconds between redraws with --watch.")  # fmt: skip
 @_spool_option
 @_errors
-def status(job_id: str | None, as_json: bool, spool_path: str | None) -> None:
+def status(
+    job_id: str | None, as_json: bool, watch: bool, interval: float, spool_path: str | None
+) -> None:
     """Counts per queue and live workers, or one job's state, times, result or error."""
+    if watch and as_json:
+        raise click.UsageError("--watch redraws the table: leave out --json")
     spool = _spool(spool_path)
+    inspect.require_spool(spool)
+    if job_id is not None:
+        job_id = _job_id(spool, job_id)
+    if watch:
+        if job_id is None:
+            _watch(lambda: _status_lines(spool, inspect.spool_stats(spool)), interval)
+        else:
+            one = job_id
+            _watch(lambda: _job_lines(inspect.job_info(spool, one, details=True)), interval)
+        return
     if job_id is None:
         stats = inspect.spool_stats(spool)
         if as_json:
             _print_json(stats)
             return
-        _status_table(stats)
-        expired = [w for w in inspect.worker_list(spool, include_expired=True) if w["expired"]]
-        for w in expired:
-            click.echo(
-                f"  {w['id']}  lease EXPIRED (last seen {_ago(w['last_seen'])}): "
-                "a running worker will reap it and requeue its jobs"
-            )
+        click.echo("\n".join(_status_lines(spool, stats)))
         return
-    check_job_id(job_id)
     info = inspect.job_info(spool, job_id, details=not as_json)
-    _print_json(info) if as_json else _job_table(info)
+    _print_json(info) if as_json else click.echo("\n".join(_job_lines(info)))
     if info["state"] == "failed":
         sys.exit(1)  # "job failed" is exit 1, so scripts can test the outcome directly
 
 
 @main.command()
-@click.option("--state", type=click.Choice(list(STATES)), default=None)
+@click.option("--state", type=click.Choice([*STATES, inspect.INVALID]), default=None,
+              help="Only jobs in this state; 'invalid' lists quarantined files.")  # fmt: skip
 @click.option("--queue", default=None)
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -219,17 +352,57 @@ def status(job_id: str | None, as_json: bool, spool_path: str | None) -> None:
 def jobs(
     state: str | None, queue: str | None, limit: int, as_json: bool, spool_path: str | None
 ) -> None:
-    """List jobs: waiting ones in run order, finished ones newest first."""
+    """List jobs: waiting ones in run order, finished ones by enqueue time, newest first."""
     if queue is not None:
         check_queue(queue)
-    rows = inspect.list_jobs(_spool(spool_path), state=state, queue=queue, limit=limit)
+    spool = _spool(spool_path)
+    inspect.require_spool(spool)
+    rows = inspect.list_jobs(spool, state=state, queue=queue, limit=limit)
     if as_json:
         _print_json(rows)
         return
-    for r in rows:
-        click.echo(
-            f"{r['id']}  {r['state']:<9}  {r['queue']:<12}  {r['attempts'] or 0:>2}  {r['name']}"
-        )
+    if not rows:
+        return
+    table: list[tuple[str, ...]]
+    if state == inspect.INVALID:
+        table = [("quarantined", "file", "reason")]
+        table += [(_ago(r["quarantined_at"]), r["file"], r["reason"] or "-") for r in rows]
+    else:
+        table = [("id", "state", "queue", "attempts", "enqueued", "name")]
+        table += [
+            (r["id"], r["state"], r["queue"], str(r["attempts"] or 0), _ago(r["enqueued_at"]),
+             r["name"])
+            for r in rows
+        ]  # fmt: skip
+    click.echo("\n".join(_columns(table, right={3} if state != inspect.INVALID else set())))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_spool_option
+@_errors
+def schedules(as_json: bool, spool_path: str | None) -> None:
+    """The periodic jobs that workers registered, their next tick and last tick's job."""
+    spool = _spool(spool_path)
+    if not os.path.exists(spool.path(FORMAT_FILE)):
+        _fail(f"no spool at {spool.root}")
+    found = inspect.schedule_list(spool)
+    if as_json:
+        _print_json(found)
+        return
+    if not found:
+        click.echo("no periodic jobs registered (a worker registers its app's cron=/every= jobs)")
+        return
+    rows = [("name", "queue", "schedule", "tz", "next tick", "last tick", "last job", "state")]
+    rows += [
+        (s["name"], s["queue"] or "-", s["schedule"] or "-", s["tz"] or "-",
+         describe_tick(s["next_tick"]), describe_tick(s["last_tick"]),
+         s["last_job_id"] or "-", s["last_state"] or "-")
+        for s in found
+    ]  # fmt: skip
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 @main.command()
@@ -240,7 +413,8 @@ def jobs(
 def logs(job_id: str, follow: bool, spool_path: str | None) -> None:
     """Print the log a job captured while it ran."""
     spool = _spool(spool_path)
-    check_job_id(job_id)
+    inspect.require_spool(spool)
+    job_id = _job_id(spool, job_id)
     state = admin.job_state(spool, job_id)
     offset = 0
     while True:
@@ -271,25 +445,34 @@ def retry(
     """Put failed or cancelled jobs back to pending."""
     if bool(job_ids) == all_failed:
         raise click.UsageError("give JOB_ID... or --failed (not both)")
+    only = check_queue(queue) if queue else None
     spool = _spool(spool_path)
+    inspect.require_spool(spool)
     if all_failed:
-        done = admin.retry_failed(spool, check_queue(queue) if queue else None)
+        done = admin.retry_failed(spool, only)
         click.echo(f"requeued {len(done)} failed job(s)")
         return
     _for_each_job(
-        job_ids, lambda i: admin.retry_job(spool, i), "requeued", "not dead (nothing to retry)"
+        spool,
+        job_ids,
+        lambda i: admin.retry_job(spool, i),
+        "requeued",
+        "not dead (nothing to retry)",
     )
 
 
 def _for_each_job(
-    job_ids: tuple[str, ...], action: Callable[[str], bool], done: str, skipped: str
+    spool: SpoolDir,
+    job_ids: tuple[str, ...],
+    action: Callable[[str], bool],
+    done: str,
+    skipped: str,
 ) -> None:
     """Apply ``action`` to each id, one line each; exit 1 after all if any id was unknown."""
     missing = 0
     for job_id in job_ids:
-        check_job_id(job_id)
         try:
-            ok = action(job_id)
+            ok = action(_job_id(spool, job_id))
         except JobNotFound as exc:
             click.echo(f"jobq: {exc}", err=True)
             missing += 1
@@ -306,7 +489,10 @@ def _for_each_job(
 def cancel(job_ids: tuple[str, ...], spool_path: str | None) -> None:
     """Cancel pending, scheduled or running jobs."""
     spool = _spool(spool_path)
-    _for_each_job(job_ids, lambda i: admin.cancel_job(spool, i), "cancelled", "already finished")
+    inspect.require_spool(spool)
+    _for_each_job(
+        spool, job_ids, lambda i: admin.cancel_job(spool, i), "cancelled", "already finished"
+    )
 
 
 def _json_arg(text: str, kind: type, what: str) -> Any:
@@ -371,9 +557,10 @@ def purge(
     """Remove old outcome records and their logs."""
     age = _duration(older_than)
     chosen = states or FINISHED_STATES
-    removed = admin.purge(
-        _spool(spool_path), tuple(chosen), age, check_queue(queue) if queue else None
-    )
+    only = check_queue(queue) if queue else None
+    spool = _spool(spool_path)
+    inspect.require_spool(spool)
+    removed = admin.purge(spool, tuple(chosen), age, only)
     click.echo(f"removed {removed} record(s)")
 
 
@@ -393,3 +580,23 @@ def bench(count: int, durable: bool, processes: int, as_json: bool, spool_path: 
         _print_json(results)
     else:
         benchmod.print_report(results)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (loopback unless told otherwise).")  # fmt: skip
+@click.option("--port", type=click.IntRange(1, 65535), default=8181, show_default=True)
+@click.option("--allow-actions", is_flag=True,
+              help="Offer retry and cancel buttons (POST, same-origin only).")  # fmt: skip
+@_spool_option
+@_errors
+def dashboard(host: str, port: int, allow_actions: bool, spool_path: str | None) -> None:
+    """Serve the web dashboard: queues, workers, jobs, logs, /metrics and /api/status."""
+    from jobq import dashboard as web
+
+    if web.missing_extra():
+        _fail("the dashboard needs the extra: pip install 'jobq[dashboard]'")
+    spool = _spool(spool_path)
+    if not web.is_spool(spool):
+        _fail(f"no spool at {spool.root}")
+    web.serve(spool, host, port, allow_actions)

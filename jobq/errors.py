@@ -10,6 +10,7 @@ Every error derives from one base, so ``except jobq.JobqError`` catches them all
     ├── SpoolError           an OSError from the filesystem, translated at the spool boundary
     ├── JobFailed            raised by JobHandle.result() when the job ended in ``failed``
     ├── JobCancelled         raised by JobHandle.result() when the job was cancelled
+    │   └── DependencyFailed a job of its after= list ended failed or cancelled
     └── Retry(delay)         raised by job code to ask for another attempt
 
 ``Retry`` is not a failure: a worker that catches it schedules the job again.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 __all__ = (
     "ConfigurationError",
+    "DependencyFailed",
     "InvalidName",
     "JobCancelled",
     "JobFailed",
@@ -102,6 +104,22 @@ class JobCancelled(JobqError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"job {job_id} was cancelled")
         self.job_id = job_id
+
+
+class DependencyFailed(JobCancelled):
+    """Raised by ``JobHandle.result()`` when a job was cancelled because a dependency failed.
+
+    A job enqueued with ``options(after=[...])`` is cancelled, never run, when one of those
+    jobs ends ``failed`` or ``cancelled``; its dependents are cancelled the same way in turn.
+
+    Attributes:
+        dependency: the id of the dependency that did not end ``done`` (None if unknown).
+    """
+
+    def __init__(self, job_id: str, message: str = "", dependency: str | None = None) -> None:
+        JobqError.__init__(self, message or f"job {job_id} was cancelled: a dependency failed")
+        self.job_id = job_id
+        self.dependency = dependency
 
 
 class Retry(JobqError):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 import anyio
 
 from jobq import admin, fileio
-from jobq.errors import JobCancelled, JobFailed
+from jobq.errors import DependencyFailed, JobCancelled, JobFailed
 from jobq.layout import CANCELLED, FAILED, FINISHED_STATES, JOB_SUFFIX
 from jobq.model import decode_record
 from jobq.waiting import Wakeup, poll_backoff, watching
@@ -118,11 +118,20 @@ class JobHandle(Generic[T]):
                 str(error.get("traceback", "")),
             )
         if state == CANCELLED:
+            error = outcome.get("error") or {}
+            if error.get("type") == "jobq.DependencyFailed":
+                dep = error.get("dependency")
+                raise DependencyFailed(
+                    self.id,
+                    f"job {self.id} was cancelled: {error.get('message', 'a dependency failed')}",
+                    dep if isinstance(dep, str) else None,
+                )
             raise JobCancelled(self.id)
         return cast("T", outcome.get("result"))
 
     async def state(self) -> str:
-        """``pending``, ``scheduled``, ``running``, ``done``, ``failed`` or ``cancelled``.
+        """``pending``, ``scheduled``, ``waiting``, ``running``, ``done``, ``failed`` or
+        ``cancelled``.
 
         Raises:
             JobNotFound: if the spool has no such job (purged, or never enqueued).
@@ -151,6 +160,40 @@ class JobHandle(Generic[T]):
 
     async def info(self) -> dict[str, Any]:
         """The job as ``jobq status JOB_ID --json`` shows it."""
+        return await anyio.to_thread.run_sync(self.info_sync)
+
+    # -- the same, for sync code (Flask, Django, scripts) ------------------------------------
+
+    def info_sync(self) -> dict[str, Any]:
+        """``info()`` for sync code: the job as ``jobq status JOB_ID --json`` shows it.
+
+        Raises:
+            JobNotFound: if the spool has no such job.
+        """
         from jobq import inspect
 
-        return await anyio.to_thread.run_sync(inspect.job_info, self._spool, self.id)
+        return inspect.job_info(self._spool, self.id)
+
+    def state_sync(self) -> str:
+        """``state()`` for sync code.
+
+        Raises:
+            JobNotFound: if the spool has no such job (purged, or never enqueued).
+        """
+        return admin.job_state(self._spool, self.id)
+
+    def cancel_sync(self) -> bool:
+        """``cancel()`` for sync code; False if the job had already finished.
+
+        Raises:
+            JobNotFound: if the spool has no such job.
+        """
+        return admin.cancel_job(self._spool, self.id)
+
+    def log_sync(self) -> str:
+        """``log()`` for sync code: the text the job logged so far ('' if nothing yet)."""
+        try:
+            with open(self._spool.log_path(self.id), "rb") as f:
+                return f.read().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""

@@ -22,7 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from jobq import dependencies, expiry
 from jobq.lease import reap_expired, requeue_held
+from jobq.periodic import Scheduler
+from jobq.registry import lookup, registered_names
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -66,9 +69,10 @@ class Housekeeping:
 
     Args:
         worker: the worker whose lease, running jobs and spool the chores look after.
+        burst: the worker exits once nothing is runnable, so it schedules no periodic jobs.
     """
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Worker, *, burst: bool = False) -> None:
         self.worker = worker
         spool = worker.spool
         self.tick = min(0.25, worker.lease / 4)
@@ -79,7 +83,22 @@ class Housekeeping:
             # Once at start: a restart after a crash cleans up.
             Chore("collecting tmp/", 300.0, in_thread(spool.collect_tmp, 3600.0)),
             Chore("collecting cancel requests", 300.0, in_thread(spool.collect_cancel_requests)),
+            # Features: each a module with one step that any worker may run at any time.
+            Chore("releasing dependents", 5.0, in_thread(dependencies.sweep, spool), True),
+            Chore("expiring done records", 1.0, in_thread(expiry.expire_due, spool)),
         ]
+        periodic = [
+            spec
+            for name in registered_names()
+            if (spec := lookup(name)) is not None
+            and spec.schedule is not None
+            and spec.queue in worker.queues
+        ]
+        if periodic and not burst:
+            scheduler = Scheduler(spool, periodic, stall=worker.lease)
+            self.chores.insert(0, Chore("describing periodic jobs", math.inf,
+                                        in_thread(scheduler.register)))  # fmt: skip
+            self.chores.append(Chore("enqueueing periodic jobs", 0.2, in_thread(scheduler.run_due)))
 
     def add(self, chore: Chore) -> None:
         """Add a chore (a feature's periodic step)."""

@@ -6,26 +6,81 @@ Nothing here changes the spool or needs a running worker; ``jobq status`` and
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import time
 from typing import Any
 
 import orjson
 
 from jobq import layout as L
-from jobq.errors import JobNotFound, SpoolError
+from jobq.errors import JobNotFound, JobqError, SpoolError
 from jobq.layout import parse_running
 from jobq.model import CorruptJob, decode_job, decode_record
 from jobq.names import check_job_id
+from jobq.periodic import read_schedules
 from jobq.spool import SpoolDir, list_names
 
-__all__ = ("STATES", "job_info", "list_jobs", "spool_stats", "worker_list")
+__all__ = (
+    "INVALID",
+    "STATES",
+    "NoSpool",
+    "invalid_count",
+    "invalid_files",
+    "is_spool",
+    "job_info",
+    "list_jobs",
+    "require_spool",
+    "spool_stats",
+    "worker_list",
+)
 
-STATES = (L.PENDING, L.SCHEDULED, L.RUNNING, L.DONE, L.FAILED, L.CANCELLED)
+#: The pseudo-state of ``jobq jobs --state invalid``: quarantined files in ``invalid/``.
+INVALID = L.INVALID
+
+STATES = (L.PENDING, L.SCHEDULED, L.WAITING, L.RUNNING, L.DONE, L.FAILED, L.CANCELLED)
 JOB_KEYS = (
     "id", "name", "queue", "state", "attempts", "enqueued_at", "started_at", "finished_at",
-    "result", "error",
+    "result", "error", "progress",
 )  # fmt: skip
+REASON_SUFFIX = ".reason"
+_TIMED_ID = re.compile(r"[0-9a-f]{21}")  # new_job_id(): 11 hex digits of ms, 10 random
+
+
+class NoSpool(JobqError):
+    """Raised by ``require_spool`` when a path holds no spool (read-only commands exit 1)."""
+
+
+def is_spool(spool: SpoolDir) -> bool:
+    """Whether ``spool`` exists (its format marker is there); never creates anything.
+
+    Raises:
+        SpoolError: if the path cannot be looked at (permission denied).
+    """
+    try:
+        os.stat(spool.path(L.FORMAT_FILE))
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        message = f"cannot read the spool at {spool.root}: {reason}"
+        raise SpoolError(exc.errno or 0, message) from exc
+    return True
+
+
+def require_spool(spool: SpoolDir) -> None:
+    """Check that ``spool`` exists before reading it, so a wrong path is not an empty spool.
+
+    Raises:
+        NoSpool: if there is no spool at that path.
+        SpoolError: if the path cannot be looked at (permission denied).
+    """
+    if not is_spool(spool):
+        raise NoSpool(
+            f"no spool at {spool.root} (give --spool PATH or set JOBQ_SPOOL; enqueueing a job "
+            "or starting a worker creates one)"
+        )
 
 
 def worker_list(spool: SpoolDir, *, include_expired: bool = False) -> list[dict[str, Any]]:
@@ -61,6 +116,7 @@ def spool_stats(spool: SpoolDir) -> dict[str, Any]:
         queues[queue] = {
             L.PENDING: len(spool.pending_names(queue)),
             L.SCHEDULED: len(spool.scheduled_names(queue)),
+            L.WAITING: len(list_names(spool.waiting_dir(queue))),
             L.RUNNING: 0,
             **{state: len(list_names(spool.path(state, queue))) for state in L.FINISHED_STATES},
         }
@@ -70,7 +126,55 @@ def spool_stats(spool: SpoolDir) -> dict[str, Any]:
             if queue in queues:
                 queues[queue][L.RUNNING] += 1
     ordered = {q: {s: counts[s] for s in STATES} for q, counts in queues.items()}
-    return {"spool": spool.root, "queues": ordered, "workers": worker_list(spool)}
+    return {
+        "spool": spool.root,
+        "queues": ordered,
+        "workers": worker_list(spool),
+        "invalid": invalid_count(spool),
+    }
+
+
+def _invalid_names(spool: SpoolDir) -> list[str]:
+    return [n for n in list_names(spool.path(L.INVALID)) if not n.endswith(REASON_SUFFIX)]
+
+
+def invalid_count(spool: SpoolDir) -> int:
+    """How many quarantined files ``invalid/`` holds (their ``.reason`` files not counted)."""
+    return len(_invalid_names(spool))
+
+
+def invalid_files(spool: SpoolDir, *, limit: int | None = None) -> list[dict[str, Any]]:
+    """Quarantined files, newest first: file, path, reason, quarantined_at, and the job's
+    id, name and queue where the file still decodes as a job (else None)."""
+    rows = []
+    for name in _invalid_names(spool):
+        path = spool.path(L.INVALID, name)
+        reason_raw = _read(path + REASON_SUFFIX)
+        reason = reason_raw.decode("utf-8", "replace").strip() if reason_raw else None
+        try:
+            at: float | None = os.stat(path + REASON_SUFFIX if reason_raw else path).st_mtime
+        except FileNotFoundError:
+            at = None
+        row: dict[str, Any] = {
+            "file": name, "path": path, "state": INVALID, "reason": reason,
+            "quarantined_at": at, "id": None, "name": None, "queue": None,
+        }  # fmt: skip
+        raw = _read(path)
+        try:
+            job = decode_job(raw) if raw is not None else None
+        except (CorruptJob, ValueError):
+            job = None
+        if job is not None:
+            row.update(id=job.id, name=job.name, queue=job.queue)
+        rows.append(row)
+    rows.sort(key=lambda r: r["quarantined_at"] or 0.0, reverse=True)
+    return rows if limit is None else rows[:limit]
+
+
+def schedule_list(spool: SpoolDir) -> list[dict[str, Any]]:
+    """The periodic jobs workers registered (``jobq schedules --json``): name, queue, schedule,
+    tz, next_tick, last_tick, last_job_id and last_state."""
+    return read_schedules(spool)
 
 
 def _read(path: str) -> bytes | None:
@@ -98,9 +202,12 @@ def job_info(spool: SpoolDir, job_id: str, *, details: bool = False) -> dict[str
     else:
         raise JobNotFound(f"no job {job_id} in spool {spool.root}")
     progress = _read(spool.progress_path(job_id))
+    try:
+        info["progress"] = orjson.loads(progress) if progress else None
+    except orjson.JSONDecodeError:
+        info["progress"] = None  # caught while a worker replaced it: the next read has it
     if not details:
         return {key: info.get(key) for key in JOB_KEYS}
-    info["progress"] = orjson.loads(progress) if progress else None
     return info
 
 
@@ -177,37 +284,67 @@ def list_jobs(
 ) -> list[dict[str, Any]]:
     """Jobs as short dicts (id, name, queue, state, attempts, enqueued_at).
 
-    Waiting jobs come in the order they will run; finished ones newest first.
+    State by state; within a state, across queues, waiting jobs come in the order they will
+    run (priority, then enqueue time; scheduled ones by due time), finished ones by enqueue
+    time, newest first (keyed ids too: their record says when). ``state="invalid"`` lists
+    quarantined files instead (see ``invalid_files``).
     """
+    if state == INVALID:
+        found = invalid_files(spool)
+        if queue is not None:
+            found = [r for r in found if r["queue"] == queue]
+        return found if limit is None else found[:limit]
     queues = [queue] if queue is not None else spool.queues()
     states = [state] if state is not None else list(STATES)
     rows: list[dict[str, Any]] = []
     for st in states:
-        for q in queues:
-            for path, attempts in _paths(spool, st, q):
-                if limit is not None and len(rows) >= limit:
-                    return rows
-                raw = _read(path)
-                if raw is None:
-                    continue
-                try:
-                    job, outcome = decode_record(raw)
-                except CorruptJob:
-                    continue
-                rows.append({
-                    "id": job.id, "name": job.name, "queue": job.queue, "state": st,
-                    "attempts": outcome.get("attempts", attempts), "enqueued_at": job.enqueued_at,
-                    "finished_at": outcome.get("finished_at"),
-                })  # fmt: skip
+        listed = [item for q in queues for item in _paths(spool, st, q)]
+        listed.sort(key=functools.partial(_order, st), reverse=st in L.FINISHED_STATES)
+        for path, attempts in listed:
+            if limit is not None and len(rows) >= limit:
+                return rows
+            raw = _read(path)
+            if raw is None:
+                continue
+            try:
+                job, outcome = decode_record(raw)
+            except CorruptJob:
+                continue
+            rows.append({
+                "id": job.id, "name": job.name, "queue": job.queue, "state": st,
+                "attempts": outcome.get("attempts", attempts), "enqueued_at": job.enqueued_at,
+                "finished_at": outcome.get("finished_at"),
+            })  # fmt: skip
     return rows
+
+
+def _order(state: str, item: tuple[str, int | None]) -> tuple[float, str]:
+    """Sort key of a listed job file: its name (which sorts in run order) for jobs still to
+    run, its enqueue time for outcome records (``ID.json``)."""
+    path = item[0]
+    name = os.path.basename(path)
+    if state == L.RUNNING:
+        return (0.0, name.partition("@")[2])
+    if state not in L.FINISHED_STATES:
+        return (0.0, name)
+    job_id = name.removesuffix(L.JOB_SUFFIX)
+    if _TIMED_ID.fullmatch(job_id):
+        return (int(job_id[:11], 16) / 1000.0, job_id)
+    # A keyed, periodic or hand-made id says nothing about time: ask the record.
+    raw = _read(path)
+    try:
+        enqueued = orjson.loads(raw).get("enqueued_at") if raw else None
+    except (orjson.JSONDecodeError, AttributeError):
+        enqueued = None
+    return (float(enqueued) if isinstance(enqueued, int | float) else 0.0, job_id)
 
 
 def _paths(spool: SpoolDir, state: str, queue: str) -> list[tuple[str, int | None]]:
     if state == L.PENDING:
         directory = spool.pending_dir(queue)
         return [(os.path.join(directory, n), _attempts(n)) for n in sorted(list_names(directory))]
-    if state == L.SCHEDULED:
-        directory = spool.scheduled_dir(queue)
+    if state in (L.SCHEDULED, L.WAITING):
+        directory = spool.scheduled_dir(queue) if state == L.SCHEDULED else spool.waiting_dir(queue)
         return [(os.path.join(directory, n), _attempts(n)) for n in sorted(list_names(directory))]
     if state == L.RUNNING:
         found: list[tuple[str, int | None]] = []

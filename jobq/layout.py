@@ -5,6 +5,7 @@ route jobs from a directory listing alone::
 
     queues/Q/pending/    PPPPP-TTTTTTTTTTTTTTTT-ID-A.json      priority key, enqueue µs, id, starts
     queues/Q/scheduled/  DDDDDDDDDDDDDDDD-<pending name>       due time in µs leads
+    queues/Q/waiting/    <pending name>                        held by after= dependencies
     running/WORKER/      Q@<pending name>                      A already counts this start
     done/Q/ID.json, failed/Q/ID.json, cancelled/Q/ID.json      outcome records
 
@@ -23,7 +24,9 @@ __all__ = (
     "CANCELLED",
     "CANCEL_REQUESTS",
     "CLOCK_FILE",
+    "DEPS",
     "DONE",
+    "EXPIRY",
     "FAILED",
     "FINISHED_STATES",
     "FORMAT_FILE",
@@ -31,6 +34,7 @@ __all__ = (
     "INVALID",
     "JOB_SUFFIX",
     "KEYS",
+    "LIMITS",
     "LOGS",
     "MAX_PRIORITY",
     "MIN_PRIORITY",
@@ -38,7 +42,9 @@ __all__ = (
     "QUEUES",
     "RUNNING",
     "SCHEDULED",
+    "SCHEDULES",
     "TMP",
+    "WAITING",
     "WORKERS",
     "JobFileName",
     "parse_running",
@@ -61,6 +67,11 @@ WORKERS = "workers"
 INVALID = "invalid"
 KEYS = "keys"
 CANCEL_REQUESTS = "cancel"
+WAITING = "waiting"  # queues/Q/waiting/: jobs held by after= until their dependencies are done
+DEPS = "deps"  # deps/DEP_ID/: one file per job waiting for DEP_ID
+SCHEDULES = "schedules"  # schedules/NAME.json: periodic jobs the workers serve
+LIMITS = "limits"  # limits/NAME/: running slots and rate tokens of limited jobs
+EXPIRY = "expiry"  # expiry/: when done records with a result_ttl are removed
 JOB_SUFFIX = ".json"
 FINISHED_STATES = (DONE, FAILED, CANCELLED)
 

@@ -58,6 +58,7 @@ class Job:
         enqueued_at: enqueue time, seconds since the epoch.
         key: the deduplication key it was enqueued with, if any.
         attempts_base: starts made before the last manual ``jobq retry``.
+        after: ids of the jobs that must be ``done`` before this one may run.
     """
 
     id: str
@@ -72,6 +73,7 @@ class Job:
     enqueued_at: float = 0.0
     key: str | None = None
     attempts_base: int = 0
+    after: tuple[str, ...] = ()
 
     @property
     def file_name(self) -> JobFileName:
@@ -104,6 +106,8 @@ class Job:
         }
         if self.attempts_base:
             data["attempts_base"] = self.attempts_base
+        if self.after:
+            data["after"] = list(self.after)
         return data
 
 
@@ -181,6 +185,15 @@ def _integer(data: dict[str, Any], key: str, default: int) -> int:
     return value
 
 
+def _job_ids(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise CorruptJob("'after' must be a JSON array of job ids")
+    try:
+        return tuple(check_job_id(v) for v in value)
+    except InvalidName as exc:
+        raise CorruptJob(f"'after': {exc}") from None
+
+
 def decode_job(raw: bytes) -> Job:
     """Decode and validate a job file.
 
@@ -224,6 +237,7 @@ def decode_job(raw: bytes) -> Job:
         enqueued_at=_number(data, "enqueued_at", 0.0) or 0.0,
         key=key,
         attempts_base=_integer(data, "attempts_base", 0),
+        after=_job_ids(data.get("after", [])),
     )
 
 

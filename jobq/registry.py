@@ -20,12 +20,22 @@ from jobq.names import check_job_name
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
+    from jobq.limits import RateLimit
+    from jobq.periodic import Schedule
+
 __all__ = ("JobSpec", "import_apps", "lookup", "register", "registered_names")
 
 
 @dataclass(frozen=True, slots=True)
 class JobSpec:
-    """A registered job: its name, function and default options."""
+    """A registered job: its name, function and default options.
+
+    Attributes:
+        schedule: when it runs by itself (``cron=``/``every=``), or None.
+        max_running: attempts that may run at once across the spool, or None.
+        rate_limit: starts allowed per window across the spool, or None.
+        result_ttl: seconds a ``done`` record is kept, or None for the worker's default.
+    """
 
     name: str
     func: Callable[..., Any]
@@ -34,6 +44,10 @@ class JobSpec:
     retry_delay: float
     timeout: float | None
     priority: int
+    schedule: Schedule | None = None
+    max_running: int | None = None
+    rate_limit: RateLimit | None = None
+    result_ttl: float | None = None
 
     @property
     def is_async(self) -> bool:
@@ -97,3 +111,18 @@ def import_apps(modules: Iterable[str]) -> None:
             importlib.import_module(target)
         except ImportError as exc:
             raise ConfigurationError(f"cannot import app module {module!r}: {exc}") from exc
+        except Exception as exc:  # the app itself raised while importing: say what and where
+            where = "" if isinstance(exc, SyntaxError) else _app_frame(exc)
+            raise ConfigurationError(
+                f"app module {module!r} raised {type(exc).__name__} while importing{where}: {exc}"
+            ) from exc
+
+
+def _app_frame(exc: BaseException) -> str:
+    """`` (at FILE:LINE)`` of the innermost frame of ``exc``'s traceback, or ''."""
+    tb = exc.__traceback__
+    if tb is None:
+        return ""
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f" (at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno})"

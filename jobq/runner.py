@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import logging
 import random
 import threading
 import traceback
@@ -28,7 +29,13 @@ if TYPE_CHECKING:
     from jobq.model import Job
     from jobq.registry import JobSpec
 
-__all__ = ("Ending", "backoff_delay", "error_info", "run_attempt")
+__all__ = ("OVERRUN_SLACK", "Ending", "backoff_delay", "error_info", "run_attempt")
+
+logger = logging.getLogger("jobq.worker")
+
+#: An async job that ends later than its deadline by more than this share of its timeout (at
+#: most 1 s) blocked the event loop: it fails with ``TimeoutError`` even if it returned.
+OVERRUN_SLACK = 0.1
 
 
 @dataclass(slots=True)
@@ -73,6 +80,10 @@ async def run_attempt(spec: JobSpec, job: Job, scope: anyio.CancelScope) -> Endi
 
     A cancellation of ``scope`` from outside ends as ``interrupted``; hitting the timeout is
     a failure that names the limit. A result that JSON cannot carry is a ``fatal`` failure.
+
+    An ``async def`` that blocks the event loop (``time.sleep``, sync I/O, CPU work) cannot be
+    cancelled while it blocks: if it ends well past its deadline, even with a result, the
+    attempt fails with ``TimeoutError`` and the worker logs a warning naming the job.
     """
     timeout = job.timeout if job.timeout is not None else spec.timeout
     value: Any = None
@@ -89,8 +100,14 @@ async def run_attempt(spec: JobSpec, job: Job, scope: anyio.CancelScope) -> Endi
         return Ending("error", error=error_info(exc))
     if scope.cancelled_caught:
         return Ending("interrupted")
-    if limit.cancelled_caught:
-        note = "" if spec.is_async else " (a sync job cannot be stopped: its thread was abandoned)"
+    blocked = timeout is not None and spec.is_async and _blocked(job, limit, timeout)
+    if limit.cancelled_caught or blocked:
+        if not spec.is_async:
+            note = " (a sync job cannot be stopped: its thread was abandoned)"
+        elif blocked:
+            note = " (it blocked the event loop, so it could not be stopped in time)"
+        else:
+            note = ""
         err = TimeoutError(f"job {job.name} timed out after {timeout:g} s{note}")
         return Ending("error", error=error_info(err))
     try:
@@ -99,6 +116,27 @@ async def run_attempt(spec: JobSpec, job: Job, scope: anyio.CancelScope) -> Endi
         err2 = SerializationError(f"the job's result cannot be stored as JSON: {exc}")
         return Ending("fatal", error=error_info(err2))
     return Ending("done", result=value)
+
+
+def _blocked(job: Job, limit: anyio.CancelScope, timeout: float) -> bool:
+    """Whether an async job ended well past its deadline, so it blocked the event loop.
+
+    Logs a warning naming the job if so: a cancel scope can only stop a task at an ``await``.
+    """
+    late = anyio.current_time() - limit.deadline
+    if late <= min(1.0, OVERRUN_SLACK * timeout):
+        return False
+    logger.warning(
+        "job %s (%s) overran its timeout of %g s by %.2f s: the event loop was blocked "
+        "(time.sleep, sync I/O or CPU work in an async def: this job or another), so it could "
+        "not be stopped; the attempt fails with TimeoutError. Make blocking jobs sync "
+        "functions, or use async libraries.",
+        job.name,
+        job.id,
+        timeout,
+        late,
+    )
+    return True
 
 
 async def _call(spec: JobSpec, job: Job) -> Any:

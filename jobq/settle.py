@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import orjson
 
-from jobq import fileio
+from jobq import dependencies, expiry, fileio
 from jobq import layout as L
 from jobq.model import Outcome, encode_record
+from jobq.registry import lookup
+from jobq.report import Reporter
 from jobq.runner import Ending, backoff_delay
 from jobq.spool import Finish
 
@@ -82,12 +84,23 @@ class Settler:
         worker_id: returns the worker's current id (it changes when a lost lease makes the
             worker register again).
         lease: the worker's lease, the least time an unrecordable job waits to run again.
+        report: told of each outcome, retry and fenced attempt (log lines and hooks).
     """
 
-    def __init__(self, spool: SpoolDir, worker_id: Callable[[], str], lease: float) -> None:
+    def __init__(
+        self,
+        spool: SpoolDir,
+        worker_id: Callable[[], str],
+        lease: float,
+        report: Reporter | None = None,
+    ) -> None:
         self.spool = spool
         self._worker_id = worker_id
         self.lease = lease
+        self.report = report if report is not None else Reporter(spool.root, worker_id)
+        #: Seconds ``done`` records are kept for jobs without a ``result_ttl`` of their own.
+        self.result_ttl: float | None = None
+        self._ttls: dict[str, float] = {}  # job id -> ttl of a done record being committed
         self._send: MemoryObjectSendStream[_Commit]
         self._receive: MemoryObjectReceiveStream[_Commit]
         self._send, self._receive = anyio.create_memory_object_stream[_Commit](math.inf)
@@ -119,6 +132,8 @@ class Settler:
                 self.spool.requeue, held.path, held.queue, held.name, due
             ):
                 self._fenced(run)
+                return
+            self.report.retrying(run, delay, ending.error)
             return
         if ending.kind == "retry":
             ending = Ending(
@@ -138,9 +153,10 @@ class Settler:
             await self._record(run, L.CANCELLED, None, None)
             await anyio.to_thread.run_sync(self.spool.clear_cancel, run.job.id)
         elif run.reason == "shutdown":
-            logger.warning("job %s still running after the grace period: requeued", run.job.id)
             await anyio.to_thread.run_sync(self.spool.requeue, held.path, held.queue, held.name)
-        # "lost": the lease is gone; the reaper owns the job now.
+            self.report.requeued(run)
+        else:  # "lost": the lease is gone; the reaper owns the job now.
+            self.report.lost(run)
 
     async def _record(
         self, run: Attempt, state: str, result: Any, error: dict[str, str] | None
@@ -157,6 +173,11 @@ class Settler:
         finish = Finish(
             run.claimed.path, run.claimed.queue, run.job.id, state, encode_record(run.job, outcome)
         )
+        spec = lookup(run.job.name)
+        ttl = spec.result_ttl if spec is not None and spec.result_ttl is not None else None
+        ttl = self.result_ttl if ttl is None else ttl
+        if state == L.DONE and ttl is not None:
+            self._ttls[run.job.id] = ttl
         done = anyio.Event()
         box: list[bool | OSError] = []
         await self._send.send((finish, done, box))
@@ -165,6 +186,8 @@ class Settler:
             await self._unrecorded(run, box[0])
         elif not box or not box[0]:
             self._fenced(run)
+        else:
+            self.report.recorded(run, outcome)
 
     async def _unrecorded(self, run: Attempt, exc: OSError) -> None:
         """The filesystem refused the outcome record (disk full, I/O error): never lose the job.
@@ -184,15 +207,10 @@ class Settler:
         delay = max(UNRECORDED_DELAY, self.lease)
         due = round((time.time() + delay) * 1_000_000)
         await anyio.to_thread.run_sync(self.spool.requeue, held.path, held.queue, held.name, due)
-        logger.error("job %s: no outcome recorded (%s); it runs again in %g s", run.job.id, exc,
-                     delay)  # fmt: skip
+        self.report.unrecorded(run, exc, delay)
 
     def _fenced(self, run: Attempt) -> None:
-        logger.warning(
-            "job %s: outcome discarded, another attempt owns the job now "
-            "(this worker's lease expired)",
-            run.job.id,
-        )
+        self.report.fenced(run)
 
     async def committer(self) -> None:
         """Record outcomes as they come, each batch that gathered meanwhile in one commit."""
@@ -207,7 +225,7 @@ class Settler:
                 finishes = [b[0] for b in batch]
                 results: list[bool | OSError]
                 try:
-                    results = list(await anyio.to_thread.run_sync(self.spool.commit, finishes))
+                    results = list(await anyio.to_thread.run_sync(self._commit, finishes))
                 except OSError:
                     # One record that does not fit must not sink the others in its batch.
                     results = [await self._commit_alone(fin) for fin in finishes]
@@ -215,9 +233,26 @@ class Settler:
                     box.append(ok)
                     event.set()
 
+    def _commit(self, finishes: list[Finish]) -> list[bool]:
+        """Commit outcomes, then do what follows from them in the same thread hop.
+
+        What follows (dependents released, expiry marked) is finished by housekeeping if it
+        fails or the worker dies here, so its errors are logged and never undo a commit.
+        """
+        results = self.spool.commit(finishes)
+        committed = [f for f, ok in zip(finishes, results, strict=True) if ok]
+        ttls = [(f.queue, f.job_id, self._ttls.pop(f.job_id)) for f in finishes
+                if f.job_id in self._ttls]  # fmt: skip
+        try:
+            dependencies.release(self.spool, [f.job_id for f in committed])
+            expiry.mark(self.spool, [t for t in ttls if t[1] in {f.job_id for f in committed}])
+        except OSError as exc:
+            logger.warning("after recording outcomes (housekeeping retries): %s", exc)
+        return results
+
     async def _commit_alone(self, finish: Finish) -> bool | OSError:
         try:
-            return (await anyio.to_thread.run_sync(self.spool.commit, [finish]))[0]
+            return (await anyio.to_thread.run_sync(self._commit, [finish]))[0]
         except OSError as exc:  # SpoolError is an OSError too
             logger.error("job %s: cannot record its outcome: %s", finish.job_id, exc)
             return exc

@@ -26,11 +26,14 @@ from jobq.context import CaptureHandler, new_context
 from jobq.errors import ConfigurationError, InvalidName
 from jobq.housekeeping import Housekeeping
 from jobq.lease import Heartbeat
+from jobq.limits import Limits
 from jobq.model import CorruptJob, Job, decode_job
 from jobq.names import check_queue
 from jobq.registry import lookup, registered_names
+from jobq.report import Reporter
 from jobq.runner import Ending, run_attempt
 from jobq.settle import Attempt, Settler
+from jobq.unknown import UnknownJobs, unknown_job_error
 from jobq.waiting import Wakeup, poll_backoff, watching
 
 if TYPE_CHECKING:
@@ -78,6 +81,11 @@ class Worker:
         watch: wake up on file events (inotify) when idle; default: yes unless
             ``$JOBQ_NO_WATCH=1``. Polling stays on either way (events are only a hint on
             network filesystems).
+        result_ttl: seconds ``done`` records are kept for jobs without a ``result_ttl`` of
+            their own; default: until ``jobq purge``.
+        unknown_grace: seconds a job whose name this worker does not know is left for a worker
+            that knows it before it fails with ``jobq.UnknownJob`` (rolling deploys; see
+            ``jobq.unknown``). Burst mode fails such jobs at once.
 
     Raises:
         ConfigurationError: if a setting is out of range.
@@ -95,6 +103,8 @@ class Worker:
         durable: bool | None = None,
         handle_signals: bool = False,
         watch: bool | None = None,
+        result_ttl: float | None = None,
+        unknown_grace: float = 300.0,
     ) -> None:
         if isinstance(spool, Spool):
             self.spool: SpoolDir = spool.dir if durable is None else spool_dir(spool.path, durable)
@@ -104,6 +114,9 @@ class Worker:
             raise ConfigurationError(f"concurrency must be an integer >= 1, got {concurrency!r}")
         if not lease > 0 or not grace >= 0:
             raise ConfigurationError("lease must be > 0 and grace >= 0 seconds")
+        if isinstance(unknown_grace, bool) or not unknown_grace >= 0:
+            raise ConfigurationError(f"unknown_grace must be seconds >= 0, got {unknown_grace!r}")
+        self.unknown_grace = float(unknown_grace)
         if queues is None:
             found = {spec.queue for name in registered_names() if (spec := lookup(name))}
             queues = sorted(found | {"default"})
@@ -115,6 +128,10 @@ class Worker:
         self.grace = float(grace)
         self.handle_signals = handle_signals
         self.watch = watch
+        if result_ttl is not None and not result_ttl >= 0:
+            raise ConfigurationError(f"result_ttl must be seconds >= 0, got {result_ttl!r}")
+        self.result_ttl = result_ttl
+        self._limits = Limits(self.spool)
         self._backlog = Backlog(self.spool.pending_names, self.queues)
         self.id = _new_worker_id()
         self.processed = 0
@@ -123,6 +140,7 @@ class Worker:
         self._changed: anyio.Event | None = None  # created in run(): needs the event loop
         self.heartbeat: Heartbeat | None = None
         self.hard_stopped = False
+        self.report = Reporter(self.spool.root, lambda: self.id)  # log lines and hooks
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -170,17 +188,21 @@ class Worker:
         await anyio.to_thread.run_sync(self._register)
         handler = CaptureHandler()
         logging.getLogger().addHandler(handler)
-        self._settler = Settler(self.spool, lambda: self.id, self.lease)
+        self._settler = Settler(self.spool, lambda: self.id, self.lease, self.report)
         self.flush_log = self._settler.flush_log
+        self._unknown = UnknownJobs(self.spool, 0.0 if burst else self.unknown_grace)
+        self._settler.result_ttl = self.result_ttl
         clean = True
         try:
             async with anyio.create_task_group() as outer:
                 outer.start_soon(self._settler.committer)
-                outer.start_soon(Housekeeping(self).run)
+                await outer.start(self.report.hooks.run)
+                outer.start_soon(Housekeeping(self, burst=burst).run)
                 if self.handle_signals:
                     outer.start_soon(self._signals, outer)
                 async with anyio.create_task_group() as jobs:
                     await self._claim_loop(jobs, burst)
+                await self.report.hooks.drain()  # the last jobs' hooks, bounded by their timeout
                 outer.cancel_scope.cancel()
         except BaseException:
             clean = False
@@ -297,6 +319,8 @@ class Worker:
                 seen = self._backlog.relist() > 0 or seen
                 continue
             seen = True
+            if self._limits.passes_over(entry[0]):
+                continue
             held = self._claim_one(*entry)
             if held == "lost":
                 contended = True
@@ -307,8 +331,11 @@ class Worker:
             if held == "invalid":
                 continue
             job = self._load(held)
-            if job is not None:
+            if job is not None and self._limits.admit(held, job, self.id):
                 claimed.append((held, job))
+        if (look := self._limits.next_look()) is not None:
+            look_us = round(look * 1_000_000)
+            next_due = look_us if next_due is None else min(next_due, look_us)
         soon = next_due is not None and next_due <= now_us + BURST_HORIZON * 1_000_000
         return _Scan(
             claimed, None if next_due is None else next_due / 1_000_000, soon or seen, contended
@@ -319,17 +346,20 @@ class Worker:
         try:
             return self.spool.claim(self.id, queue, filename) or "lost"
         except InvalidName as exc:
-            self.spool.quarantine(os.path.join(self.spool.pending_dir(queue), filename), str(exc))
+            path = os.path.join(self.spool.pending_dir(queue), filename)
+            self.report.quarantined(self.spool.quarantine(path, str(exc)), str(exc))
             return "invalid"
 
     def _load(self, held: Claimed) -> Job | None:
         try:
             job = decode_job(self.spool.read_file(held.path))
         except CorruptJob as exc:
-            self.spool.quarantine(held.path, f"corrupt job file: {exc}")
+            reason = f"corrupt job file: {exc}"
+            self.report.quarantined(self.spool.quarantine(held.path, reason), reason)
             return None
         if job.id != held.job_id or job.queue != held.queue:
-            self.spool.quarantine(held.path, "job file's id or queue does not match its name")
+            reason = "job file's id or queue does not match its name"
+            self.report.quarantined(self.spool.quarantine(held.path, reason), reason)
             return None
         return job
 
@@ -337,6 +367,7 @@ class Worker:
         progress = self._settler.write_progress
         ctx = new_context(job.id, job.name, job.queue, held.name.attempts, progress)
         run = Attempt(held, job, ctx)
+        self._limits.started(job.id)
         self.running[job.id] = run
         jobs.start_soon(self._run_job, run)
 
@@ -347,20 +378,16 @@ class Worker:
         try:
             spec = lookup(run.job.name)
             if spec is None:
-                ending = Ending("fatal", error=_unregistered(run.job.name))
+                if await self._unknown.put_back(run.claimed, run.job):
+                    return  # left for a worker that knows the name
+                ending = Ending("fatal", error=unknown_job_error(run.job.name, self._unknown.grace))
             else:
+                self.report.started(run)
                 ending = await run_attempt(spec, run.job, run.scope)
             await self.flush_log(run)
             await self._settler.settle(run, ending)
         finally:
+            self._limits.finished(run.job.id)
             self.running.pop(run.job.id, None)
             self.processed += 1
             self._notify()
-
-
-def _unregistered(name: str) -> dict[str, str]:
-    message = (
-        f"no job named {name!r} is registered in this worker: import the module that defines "
-        "it (jobq worker APP...)"
-    )
-    return {"type": "jobq.UnknownJob", "message": message, "traceback": message + "\n"}

@@ -25,10 +25,10 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.anyio
 
-STATES = ("pending", "scheduled", "running", "done", "failed", "cancelled")
+STATES = ("pending", "scheduled", "waiting", "running", "done", "failed", "cancelled")
 JOB_KEYS = {
     "id", "name", "queue", "state", "attempts", "enqueued_at", "started_at", "finished_at",
-    "result", "error",
+    "result", "error", "progress",
 }  # fmt: skip
 
 
@@ -103,7 +103,7 @@ async def test_many_jobs_across_two_queues(
     assert await failing.state() == "failed"
 
     stats = status_json(spool_path)
-    assert set(stats) == {"spool", "queues", "workers"}
+    assert set(stats) == {"spool", "queues", "workers", "invalid"}
     assert stats["spool"] == str(spool_path)
     assert stats["queues"] == {
         "cpu": counts(done=120, failed=1),

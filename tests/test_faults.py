@@ -172,7 +172,8 @@ def test_sigkill_campaign_every_job_done_exactly_once(
     assert set(done) == ids
     counts = status(spool_path)["queues"]["default"]
     assert counts == {
-        "pending": 0, "scheduled": 0, "running": 0, "done": 300, "failed": 0, "cancelled": 0,
+        "pending": 0, "scheduled": 0, "waiting": 0, "running": 0, "done": 300, "failed": 0,
+        "cancelled": 0,
     }  # fmt: skip
     assert running_files(spool_path) == []
     # Every recorded outcome is the recording worker's own, and its side effect happened.

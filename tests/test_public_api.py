@@ -19,15 +19,17 @@ import jobq
 PROMISED_API = {"job", "JobFunction", "JobHandle", "Spool", "configure", "current_job", "Worker"}
 PROMISED_ERRORS = {
     "JobqError", "ConfigurationError", "InvalidName", "JobNotFound", "SerializationError",
-    "SpoolError", "JobFailed", "JobCancelled", "Retry",
+    "SpoolError", "JobFailed", "JobCancelled", "DependencyFailed", "Retry",
 }  # fmt: skip
+# DESIGN.md's "Hooks and observability".
+PROMISED_HOOKS = {"JobEvent", "on_start", "on_success", "on_failure", "on_retry"}
 # Named by the docs rather than DESIGN.md: what current_job() returns, what options() holds,
 # and the helper that passes keyword arguments to enqueue_many.
 DOCUMENTED_EXTRAS = {"JobContext", "JobOptions", "call"}
 
 PROMISED_MEMBERS = {
     "JobFunction": {"enqueue", "enqueue_sync", "enqueue_many", "options", "name"},
-    "JobHandle": {"result", "state", "cancel", "log"},
+    "JobHandle": {"result", "state", "cancel", "log", "info_sync", "state_sync", "cancel_sync"},
     "Spool": {"job", "get", "stats", "path"},
     "Worker": {"run", "stop"},
     "JobContext": {"progress"},
@@ -37,7 +39,7 @@ PROMISED_MEMBERS = {
 def test_all_is_exactly_the_promised_names() -> None:
     assert isinstance(jobq.__all__, tuple)
     assert len(set(jobq.__all__)) == len(jobq.__all__)
-    assert set(jobq.__all__) == PROMISED_API | PROMISED_ERRORS | DOCUMENTED_EXTRAS
+    assert set(jobq.__all__) == PROMISED_API | PROMISED_ERRORS | DOCUMENTED_EXTRAS | PROMISED_HOOKS
 
 
 @pytest.mark.parametrize("name", jobq.__all__)

@@ -76,6 +76,10 @@ class JobFiles(FileOps):
         """Where delayed jobs and retries of ``queue`` wait for their due time."""
         return self.path(L.QUEUES, queue, L.SCHEDULED)
 
+    def waiting_dir(self, queue: str) -> str:
+        """Where jobs of ``queue`` wait for their ``after=`` dependencies."""
+        return self.path(L.QUEUES, queue, L.WAITING)
+
     def running_dir(self, worker_id: str) -> str:
         """Where ``worker_id`` keeps the jobs it claimed."""
         return self.path(L.RUNNING, worker_id)
@@ -143,6 +147,7 @@ class JobFiles(FileOps):
                 self.path(L.QUEUES, queue),
                 self.pending_dir(queue),
                 self.scheduled_dir(queue),
+                self.waiting_dir(queue),
                 *(self.path(s, queue) for s in L.FINISHED_STATES),
             ):
                 os.makedirs(d, mode=DIR_MODE, exist_ok=True)
@@ -227,6 +232,8 @@ class JobFiles(FileOps):
 
     def _publish_target(self, job: Job, due_us: int | None) -> str:
         name = job.file_name
+        if job.after:
+            return os.path.join(self.waiting_dir(job.queue), name.filename)
         if due_us is None:
             return os.path.join(self.pending_dir(job.queue), name.filename)
         return os.path.join(self.scheduled_dir(job.queue), name.scheduled_name(due_us))

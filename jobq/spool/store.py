@@ -63,7 +63,7 @@ class SpoolDir(JobFiles):
         return None
 
     def find_waiting(self, job_id: str) -> tuple[str, Claimed] | None:
-        """Find a pending, scheduled or running job: its state and where it is, or None."""
+        """Find a pending, scheduled, waiting or running job: its state and where, or None."""
         marker = f"-{job_id}-"
         for queue in self.queues():
             for filename in list_names(self.pending_dir(queue)):
@@ -74,6 +74,10 @@ class SpoolDir(JobFiles):
                 if marker in filename:
                     path = os.path.join(self.scheduled_dir(queue), filename)
                     return L.SCHEDULED, Claimed(queue, parse_scheduled(filename)[1], path)
+            for filename in list_names(self.waiting_dir(queue)):
+                if marker in filename:
+                    path = os.path.join(self.waiting_dir(queue), filename)
+                    return L.WAITING, Claimed(queue, JobFileName.parse(filename), path)
         for worker_id in self.running_workers():
             for held in self.running_jobs(worker_id):
                 if held.job_id == job_id:
@@ -95,9 +99,9 @@ class SpoolDir(JobFiles):
                 return False
             try:
                 self.ensure_queue(job.queue)
-                self._publish_file(
-                    os.path.join(self.pending_dir(job.queue), name.filename), encode_job(job)
-                )
+                # A job with dependencies waits for them again (its caller re-checks them).
+                home = self.waiting_dir(job.queue) if job.after else self.pending_dir(job.queue)
+                self._publish_file(os.path.join(home, name.filename), encode_job(job))
             except BaseException:
                 os.rename(hold, record)
                 raise

@@ -1,0 +1,92 @@
+"""How a worker process logs: the one place that sets up logging for ``jobq worker``.
+
+``configure()`` puts one handler on the root logger, writing to stderr either as text
+(``2024-05-01 12:00:00,123 INFO jobq.worker: ...``) or as JSON lines for log shippers (``ts``,
+``level``, ``logger``, ``message``, plus the job's fields where the record carries them, see
+``job_fields``). Library code only logs; it never configures.
+
+Failure story: nothing here touches the spool. A handler that cannot write (stderr closed) is
+logging's own business: ``logging.Handler.handleError`` reports it and the worker goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import IO, Any
+
+import orjson
+
+__all__ = ("FORMATS", "JOB_FIELDS_ATTR", "JsonFormatter", "configure", "job_fields")
+
+#: The values ``--log-format`` takes.
+FORMATS = ("text", "json")
+#: The LogRecord attribute that carries a job's fields (``extra=job_fields(...)``).
+JOB_FIELDS_ATTR = "jobq"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+_HANDLER_NAME = "jobq-stderr"
+
+
+def job_fields(**fields: Any) -> dict[str, dict[str, Any]]:
+    """The ``extra=`` of a log call: fields that the JSON format adds to the line.
+
+    Fields whose value is None are left out.
+    """
+    return {JOB_FIELDS_ATTR: {k: v for k, v in fields.items() if v is not None}}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts`` (UTC, ISO 8601), ``level``, ``logger``, ``message``.
+
+    Job fields passed with ``extra=job_fields(...)`` are added at the top level; an exception
+    comes as ``exc`` (its formatted traceback).
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        line: dict[str, Any] = {
+            "ts": f"{stamp}.{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, JOB_FIELDS_ATTR, None)
+        if isinstance(fields, dict):
+            for key, value in fields.items():
+                line.setdefault(key, value)
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exc"] = record.exc_text
+        return orjson.dumps(line, default=repr).decode()
+
+
+def configure(level: str | int = "INFO", fmt: str = "text", stream: IO[str] | None = None) -> None:
+    """Log to stderr (or ``stream``) at ``level`` in ``fmt`` (``text`` or ``json``).
+
+    Calling it again replaces the handler it installed before, so it is safe to call twice.
+    The handler's own level is set too: job loggers log at DEBUG into the job's log file, and
+    their records must not reach stderr below the chosen level.
+
+    Raises:
+        ValueError: for an unknown level or format.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown log format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if isinstance(level, str):
+        number = logging.getLevelName(level.upper())
+        if not isinstance(number, int):
+            raise ValueError(f"unknown log level {level!r}: use DEBUG, INFO, WARNING or ERROR")
+        level = number
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.set_name(_HANDLER_NAME)
+    handler.setLevel(level)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)

@@ -1,0 +1,42 @@
+"""Jobs for the operations tests: the supervisor, unknown job names, blocking timeouts.
+
+This is the "old" app of the rolling-deploy tests: it does not register ``ops.new_job``
+(``apps.ops_new`` does).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import anyio
+
+import jobq
+
+
+@jobq.job(name="ops.pid")
+async def pid() -> int:
+    """The process id of the worker that ran the job."""
+    return os.getpid()
+
+
+@jobq.job(name="ops.nap")
+async def nap(seconds: float) -> float:
+    """Sleep without blocking the event loop."""
+    await anyio.sleep(seconds)
+    return seconds
+
+
+@jobq.job(name="ops.block", timeout=0.2)
+async def block(seconds: float) -> str:
+    """Block the event loop (a bug: ``time.sleep`` in an ``async def``) past the timeout."""
+    time.sleep(seconds)  # the bug under test
+    return "finished anyway"
+
+
+@jobq.job(name="ops.block_then_await", timeout=0.2)
+async def block_then_await(seconds: float) -> str:
+    """Block the event loop past the timeout, then reach an ``await`` (a cancel point)."""
+    time.sleep(seconds)  # the bug under test
+    await anyio.sleep(0)
+    return "finished anyway"

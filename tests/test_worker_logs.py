@@ -1,0 +1,185 @@
+"""What a worker logs: one line per finished attempt on stderr, naming the job by name and id.
+
+Most checks run a real ``jobq worker`` process with no flags (what a service's journal shows);
+``--log-format json`` and ``--log-level`` are checked the same way. Fencing needs a reaper to
+steal a running job, which a job can do to itself in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from apps import observed
+from conftest import run_jobq
+
+import jobq
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from conftest import WorkerProcess
+
+# "2024-05-01 12:00:00,123 LEVEL logger: message"
+TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (?P<level>[A-Z]+) (?P<logger>\S+): ")
+
+
+def worker_lines(output: str, logger: str = "jobq.worker") -> list[tuple[str, str]]:
+    """(level, message) of each line the given logger wrote."""
+    found = []
+    for line in output.splitlines():
+        match = TEXT_LINE.match(line)
+        if match and match["logger"] == logger:
+            found.append((match["level"], line[match.end() :]))
+    return found
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_one_line_per_finished_attempt(
+    spool_path: Path, worker_process: Callable[..., WorkerProcess]
+) -> None:
+    good = observed.ok.enqueue_sync(1)
+    bad = observed.boom.enqueue_sync("kaput\nsecond line of the message")
+    asked = observed.again.enqueue_sync()
+    slow = observed.sleep.enqueue_sync(60)
+    worker = worker_process("apps.observed", "--spool", str(spool_path))
+    wait_until(lambda: slow.state_sync() == "running")
+    assert slow.cancel_sync()
+    with pytest.raises(jobq.JobCancelled):
+        slow.result_sync(timeout=20)
+    with pytest.raises(jobq.JobFailed):
+        bad.result_sync(timeout=20)
+    assert asked.result_sync(timeout=20) == "second time lucky"
+    corrupt = spool_path / "queues" / "default" / "pending" / f"10000-{'1' * 16}-deadbeef-0.json"
+    corrupt.write_text("{not json")
+    wait_until(lambda: any((spool_path / "invalid").glob("*deadbeef*.reason")))
+    wait_until(lambda: "quarantined" in worker.output())
+    assert worker.stop() == 0, worker.output()
+
+    lines = worker_lines(worker.output())
+    print(*(f"{level} {message}" for level, message in lines), sep="\n")
+
+    def one(pattern: str) -> tuple[str, str]:
+        found = [(lvl, msg) for lvl, msg in lines if re.fullmatch(pattern, msg)]
+        assert len(found) == 1, (pattern, lines)
+        return found[0]
+
+    assert one(rf"job observed\.ok\[{good.id}\] done in \d+\.\d{{3}} s")[0] == "INFO"
+    level, _ = one(
+        rf"job observed\.boom\[{bad.id}\] attempt 1 of 2 failed: apps\.observed\.Boom: "
+        r"kaput second line of the message; retry in \d+\.\d\d s"
+    )
+    assert level == "WARNING"
+    level, _ = one(
+        rf"job observed\.boom\[{bad.id}\] failed: apps\.observed\.Boom: kaput second line of "
+        r"the message \(attempt 2 of 2\)"
+    )
+    assert level == "ERROR"
+    level, _ = one(
+        rf"job observed\.again\[{asked.id}\] attempt 1 of 2 asked for a retry \(jobq\.Retry\); "
+        r"retry in 0\.05 s"
+    )
+    assert level == "WARNING"
+    assert one(rf"job observed\.again\[{asked.id}\] done in \d+\.\d{{3}} s")[0] == "INFO"
+    assert one(rf"job observed\.sleep\[{slow.id}\] cancelled after \d+\.\d{{3}} s")[0] == "INFO"
+    level, message = one(r"quarantined \S+: corrupt job file: .*")
+    assert level == "WARNING"
+    (quarantined,) = [p for p in (spool_path / "invalid").iterdir() if p.suffix == ".json"]
+    assert f"quarantined {quarantined}: corrupt job file: not valid JSON" in message
+
+
+def test_json_log_lines_for_log_shippers(
+    spool_path: Path, worker_process: Callable[..., WorkerProcess]
+) -> None:
+    good = observed.ok.enqueue_sync(2)
+    bad = observed.boom.enqueue_sync("json please")
+    worker = worker_process(
+        "apps.observed", "--spool", str(spool_path), "--burst", "--log-format", "json"
+    )
+    assert worker.wait() == 0, worker.output()
+    records = [json.loads(line) for line in worker.output().splitlines()]  # every line is JSON
+    for record in records:
+        assert {"ts", "level", "logger", "message"} <= set(record)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["ts"])
+
+    def event(name: str, kind: str) -> dict[str, Any]:
+        found: list[dict[str, Any]] = [
+            r for r in records if r.get("job_name") == name and r.get("event") == kind
+        ]
+        assert len(found) == 1, (name, kind, records)
+        return found[0]
+
+    done = event("observed.ok", "done")
+    assert (done["level"], done["logger"], done["job_id"]) == ("INFO", "jobq.worker", good.id)
+    assert (done["queue"], done["attempt"], done["max_attempts"]) == ("default", 1, 1)
+    assert done["duration"] >= 0
+    assert done["message"].startswith(f"job observed.ok[{good.id}] done in ")
+    retry = event("observed.boom", "retry")
+    assert retry["level"] == "WARNING"
+    assert retry["delay"] > 0
+    failed = event("observed.boom", "failed")
+    assert (failed["level"], failed["job_id"], failed["attempt"]) == ("ERROR", bad.id, 2)
+    assert (failed["error_type"], failed["error_message"]) == ("apps.observed.Boom", "json please")
+
+
+def test_log_level(spool_path: Path, worker_process: Callable[..., WorkerProcess]) -> None:
+    observed.ok.enqueue_sync(3)
+    bad = observed.boom.enqueue_sync("still shown")
+    worker = worker_process(
+        "apps.observed", "--spool", str(spool_path), "--burst", "--log-level", "warning"
+    )
+    assert worker.wait() == 0, worker.output()
+    levels = {level for level, _ in worker_lines(worker.output())}
+    assert levels == {"WARNING", "ERROR"}
+    assert f"job observed.boom[{bad.id}] failed" in worker.output()
+    assert " done in " not in worker.output()
+
+    wrong = run_jobq("worker", "apps.observed", "--log-level", "chatty", "--spool", str(spool_path))
+    assert wrong.returncode == 2
+    assert "--log-level" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
+
+
+def test_a_worker_on_a_new_spool_says_so_first(
+    tmp_path: Path, worker_process: Callable[..., WorkerProcess]
+) -> None:
+    fresh = tmp_path / "typo-spool"
+    worker = worker_process("apps.observed", "--spool", str(fresh), "--burst")
+    assert worker.wait() == 0, worker.output()
+    first = worker.output().splitlines()[0]
+    assert f"on {fresh} " in first
+    assert "no spool was there: creating a new one" in first
+    again = worker_process("apps.observed", "--spool", str(fresh), "--burst")
+    assert again.wait() == 0, again.output()
+    assert "creating a new one" not in again.output()
+
+
+@pytest.mark.anyio
+async def test_a_fenced_attempt_is_logged(
+    spool_path: Path, anyio_backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    handle = await observed.fence_me.enqueue(str(spool_path))
+    with caplog.at_level(logging.INFO, logger="jobq.worker"):
+        await jobq.Worker(jobq.Spool(spool_path)).run(burst=True)
+    assert await handle.result(timeout=5) == 2  # the second attempt's outcome stands
+    messages = [r.getMessage() for r in caplog.records if r.name == "jobq.worker"]
+    fenced = [m for m in messages if "outcome discarded" in m]
+    assert fenced == [
+        f"job observed.fence_me[{handle.id}]: outcome discarded, another attempt owns the job "
+        "now (this worker's lease expired)"
+    ]
+    assert [m for m in messages if " done in " in m] == [
+        m for m in messages if m.startswith(f"job observed.fence_me[{handle.id}] done in ")
+    ]
+    assert len([m for m in messages if " done in " in m]) == 1
