@@ -18,6 +18,8 @@ from typing import IO, Any
 
 import orjson
 
+from jobq.context import current_job_or_none
+
 __all__ = ("FORMATS", "JOB_FIELDS_ATTR", "JsonFormatter", "configure", "job_fields")
 
 #: The values ``--log-format`` takes.
@@ -40,8 +42,9 @@ def job_fields(**fields: Any) -> dict[str, dict[str, Any]]:
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``ts`` (UTC, ISO 8601), ``level``, ``logger``, ``message``.
 
-    Job fields passed with ``extra=job_fields(...)`` are added at the top level; an exception
-    comes as ``exc`` (its formatted traceback).
+    Job fields passed with ``extra=job_fields(...)`` are added at the top level, and so are
+    the id, name, queue and attempt of the job that logged the line, if a job did; an
+    exception comes as ``exc`` (its formatted traceback).
     """
 
     def format(self, record: logging.LogRecord) -> str:
@@ -57,6 +60,12 @@ class JsonFormatter(logging.Formatter):
         if isinstance(fields, dict):
             for key, value in fields.items():
                 line.setdefault(key, value)
+        job = current_job_or_none()  # a line logged by a running job: say which
+        if job is not None and job.id != "local":
+            line.setdefault("job_id", job.id)
+            line.setdefault("job_name", job.name)
+            line.setdefault("queue", job.queue)
+            line.setdefault("attempt", job.attempt)
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         elif record.exc_text:

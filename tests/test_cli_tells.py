@@ -81,9 +81,8 @@ def test_status_counts_quarantined_files(spool_path: Path) -> None:
 def test_status_says_nothing_of_invalid_files_when_there_are_none(spool_path: Path) -> None:
     observed.ok.enqueue_sync(0)
     done = run_jobq("status", "--spool", str(spool_path))
-    assert json.loads(run_jobq("status", "--json", "--spool", str(spool_path)).stdout)[
-        "invalid"
-    ] == 0
+    as_json = run_jobq("status", "--json", "--spool", str(spool_path))
+    assert json.loads(as_json.stdout)["invalid"] == 0
     assert "invalid" not in done.stdout
 
 
@@ -168,7 +167,9 @@ def test_handles_have_sync_twins(spool_path: Path) -> None:
 
 
 @pytest.mark.anyio
-async def test_sync_twins_agree_with_the_async_methods(spool_path: Path, anyio_backend: str) -> None:
+async def test_sync_twins_agree_with_the_async_methods(
+    spool_path: Path, anyio_backend: str
+) -> None:
     handle = await observed.ok.enqueue(5)
     assert await handle.state() == handle.state_sync()
     assert await handle.info() == handle.info_sync()
@@ -220,6 +221,34 @@ def test_status_watch_redraws_in_place_and_stops_cleanly_on_ctrl_c(
     assert pending[0].split()[1] == "1"
     pending = [line for line in last.split("\x1b[K\n") if line.startswith("default")]
     assert pending[0].split()[1] == "2"
+
+
+def test_status_watch_of_one_job(spool_path: Path, tmp_path: Path) -> None:
+    handle = observed.ok.enqueue_sync(7)
+    out = tmp_path / "watch.out"
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            jobq_command("status", handle.id, "--watch", "--interval", "0.1",
+                         "--spool", str(spool_path)),
+            stdout=sink, stderr=subprocess.PIPE,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while b"state:       pending" not in out.read_bytes():
+            assert time.monotonic() < deadline, out.read_bytes()
+            time.sleep(0.02)
+        burst(spool_path)
+        while b"state:       done" not in out.read_bytes():
+            assert time.monotonic() < deadline, out.read_bytes()
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (proc.returncode, err) == (0, b"")
+    assert b"result:      14" in out.read_bytes()
 
 
 def test_status_watch_rejects_json(spool_path: Path) -> None:
@@ -376,7 +405,8 @@ def small_tmpfs() -> Iterator[Path]:
 
 def test_a_read_only_filesystem_is_one_line(small_tmpfs: Path) -> None:
     spool = small_tmpfs / "spool"
-    assert run_jobq("enqueue", "observed.ok", "--args", "[1]", "--spool", str(spool)).returncode == 0
+    made = run_jobq("enqueue", "observed.ok", "--args", "[1]", "--spool", str(spool))
+    assert made.returncode == 0, made.stderr
     remount = ["mount", "-o", "remount,ro", str(small_tmpfs)]
     subprocess.run(remount, check=True, capture_output=True)
 
@@ -395,7 +425,8 @@ def test_a_read_only_filesystem_is_one_line(small_tmpfs: Path) -> None:
 
 def test_a_full_disk_is_one_line(small_tmpfs: Path) -> None:
     spool = small_tmpfs / "spool"
-    assert run_jobq("enqueue", "observed.ok", "--args", "[1]", "--spool", str(spool)).returncode == 0
+    made = run_jobq("enqueue", "observed.ok", "--args", "[1]", "--spool", str(spool))
+    assert made.returncode == 0, made.stderr
     with contextlib.suppress(OSError), (small_tmpfs / "filler").open("wb") as f:
         while True:
             f.write(b"\0" * 65536)

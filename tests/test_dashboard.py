@@ -181,6 +181,19 @@ def test_overview_renders_states_and_counts_it_does_not_know(
     assert client.get("/api/status").json()["invalid"] == 3
 
 
+def test_a_spool_that_cannot_be_read_is_503_with_the_reason(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(spool: Any) -> dict[str, Any]:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(inspect, "spool_stats", refused)
+    page = client.get("/")
+    assert page.status_code == 503
+    assert "cannot read the spool: Permission denied" in text_of(page.text, "error-message")
+    assert client.get("/api/status").json() == {"error": "cannot read the spool: Permission denied"}
+
+
 def test_oldest_pending_age_is_shown_per_queue(client: TestClient) -> None:
     page = client.get("/").text
     row = re.search(r">default</a></th>(.*?)</tr>", page, re.DOTALL)

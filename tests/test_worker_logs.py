@@ -131,6 +131,10 @@ def test_json_log_lines_for_log_shippers(
     failed = event("observed.boom", "failed")
     assert (failed["level"], failed["job_id"], failed["attempt"]) == ("ERROR", bad.id, 2)
     assert (failed["error_type"], failed["error_message"]) == ("apps.observed.Boom", "json please")
+    # What a job logs itself (here the job's log line about its retry) names the job too.
+    (own,) = [r for r in records if r["logger"] == "jobq.job.observed.boom"]
+    assert (own["job_id"], own["job_name"], own["attempt"]) == (bad.id, "observed.boom", 1)
+    assert "apps.observed.Boom: json please" in own["message"]  # its traceback, in one line
 
 
 def test_log_level(spool_path: Path, worker_process: Callable[..., WorkerProcess]) -> None:
