@@ -36,14 +36,15 @@ def locate(spool: SpoolDir, job_id: str) -> tuple[str, str]:
         JobNotFound: if the spool has no such job.
     """
     check_job_id(job_id)
-    finished = spool.find_finished(job_id)
-    if finished is not None:
-        state_dir, queue = os.path.split(os.path.dirname(finished))
-        return os.path.basename(state_dir), queue
-    waiting = spool.find_waiting(job_id)
-    if waiting is None:
-        raise JobNotFound(f"no job {job_id} in spool {spool.root}")
-    return waiting[0], waiting[1].queue
+    for _ in range(3):  # the job may finish between the two lookups: look again
+        finished = spool.find_finished(job_id)
+        if finished is not None:
+            state_dir, queue = os.path.split(os.path.dirname(finished))
+            return os.path.basename(state_dir), queue
+        waiting = spool.find_waiting(job_id)
+        if waiting is not None:
+            return waiting[0], waiting[1].queue
+    raise JobNotFound(f"no job {job_id} in spool {spool.root}")
 
 
 def job_state(spool: SpoolDir, job_id: str) -> str:

@@ -8,13 +8,13 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 import orjson
 
-from jobq import admin, config, inspect
+from jobq import admin, config, inspect, render
 from jobq.api import spool_dir
 from jobq.errors import ConfigurationError, InvalidName, JobNotFound, JobqError, SpoolError
 from jobq.inspect import STATES
@@ -128,12 +128,6 @@ def _duration(text: str) -> float:
     return float(match.group(1)) * unit
 
 
-def _ago(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--spool", "spool_path", metavar="PATH", default=None, help="Spool directory.")
 @click.version_option(package_name="jobq")
@@ -211,98 +205,6 @@ def worker(
     )
 
 
-def _columns(rows: Sequence[Sequence[str]], right: Collection[int] = ()) -> list[str]:
-    """Rows of cells as aligned lines (columns in ``right`` flush right), no trailing spaces."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in rows
-    ]
-
-
-def _status_lines(spool: SpoolDir, stats: dict[str, Any]) -> list[str]:
-    lines = [f"spool {stats['spool']}"]
-    header = ("queue", *STATES)
-    rows = [(q, *(str(c.get(s, 0)) for s in STATES)) for q, c in stats["queues"].items()]
-    lines += _columns([header, *rows], right=set(range(1, len(header))))
-    if not rows:
-        lines.append("(no queues yet)")
-    if stats.get("invalid"):
-        lines.append(
-            f"invalid: {stats['invalid']} quarantined file(s), see `jobq jobs --state invalid`"
-        )
-    workers = stats["workers"]
-    lines.append(f"workers: {len(workers)} live")
-    lines += [
-        f"  {w['id']}  host {w['host']}  pid {w['pid']}  last seen {_ago(w['last_seen'])}"
-        for w in workers
-    ]
-    expired = [w for w in inspect.worker_list(spool, include_expired=True) if w["expired"]]
-    lines += [
-        f"  {w['id']}  lease EXPIRED (last seen {_ago(w['last_seen'])}): "
-        "a running worker will reap it and requeue its jobs"
-        for w in expired
-    ]
-    return lines
-
-
-#: Characters of args, kwargs, a result or an error message shown by ``status JOB_ID``.
-SHOWN_CHARS = 400
-
-
-def _clip(text: str) -> str:
-    """``text``, cut to ``SHOWN_CHARS`` with a note saying so (``--json`` prints it whole)."""
-    if len(text) <= SHOWN_CHARS:
-        return text
-    return f"{text[:SHOWN_CHARS]}… ({len(text):,} chars in all: --json prints them whole)"
-
-
-def _job_lines(info: dict[str, Any]) -> list[str]:
-    keys = ("id", "name", "queue", "state", "attempts")
-    lines = [f"{key + ':':<13}{info.get(key)}" for key in keys]
-    lines.append(f"{'args:':<13}{_clip(orjson.dumps(info.get('args')).decode())}")
-    if info.get("kwargs"):
-        lines.append(f"{'kwargs:':<13}{_clip(orjson.dumps(info.get('kwargs')).decode())}")
-    for key in ("enqueued_at", "started_at", "finished_at"):
-        lines.append(f"{key + ':':<13}{_ago(info.get(key))}")
-    if info.get("worker"):
-        lines.append(f"{'worker:':<13}{info['worker']}")
-    if info.get("progress"):
-        p = info["progress"]
-        shown = str(p.get("done")) + ("" if p.get("total") is None else f"/{p.get('total')}")
-        lines.append(f"{'progress:':<13}{shown} {_clip(str(p.get('message') or ''))}".rstrip())
-    if info.get("state") == "done":
-        lines.append(f"{'result:':<13}{_clip(orjson.dumps(info.get('result')).decode())}")
-    if info.get("error"):
-        err = info["error"]
-        lines.append(f"{'error:':<13}{err.get('type')}: {_clip(str(err.get('message')))}")
-        lines.append(str(err.get("traceback", "")).rstrip())
-    return lines
-
-
-def _watch(render: Callable[[], list[str]], interval: float) -> None:
-    """Redraw ``render()`` in place every ``interval`` seconds until Ctrl-C (then exit 0).
-
-    Each frame goes home, overwrites the lines (clearing what is left of each), and clears
-    below: no scrolling and no flicker.
-    """
-    out = sys.stdout  # not click.echo: it strips the escapes when stdout is not a terminal
-    try:
-        out.write("\x1b[2J")
-        while True:
-            stamp = time.strftime("%H:%M:%S")
-            lines = [f"every {interval:g} s, {stamp} (Ctrl-C to stop)", "", *render()]
-            out.write("\x1b[H" + "".join(f"{line}\x1b[K\n" for line in lines) + "\x1b[J")
-            out.flush()
-            time.sleep(interval)
-    except KeyboardInterrupt:
-        out.write("\n")
-        out.flush()
-
-
 @main.command()
 @click.argument("job_id", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -322,21 +224,24 @@ def status(
     if job_id is not None:
         job_id = _job_id(spool, job_id)
     if watch:
-        if job_id is None:
-            _watch(lambda: _status_lines(spool, inspect.spool_stats(spool)), interval)
-        else:
-            one = job_id
-            _watch(lambda: _job_lines(inspect.job_info(spool, one, details=True)), interval)
+        one = job_id
+
+        def frame() -> list[str]:
+            if one is None:
+                return render.status_lines(spool, inspect.spool_stats(spool))
+            return render.job_lines(inspect.job_info(spool, one, details=True))
+
+        render.watch(frame, interval)
         return
     if job_id is None:
         stats = inspect.spool_stats(spool)
         if as_json:
             _print_json(stats)
             return
-        click.echo("\n".join(_status_lines(spool, stats)))
+        click.echo("\n".join(render.status_lines(spool, stats)))
         return
     info = inspect.job_info(spool, job_id, details=not as_json)
-    _print_json(info) if as_json else click.echo("\n".join(_job_lines(info)))
+    _print_json(info) if as_json else click.echo("\n".join(render.job_lines(info)))
     if info["state"] == "failed":
         sys.exit(1)  # "job failed" is exit 1, so scripts can test the outcome directly
 
@@ -366,15 +271,15 @@ def jobs(
     table: list[tuple[str, ...]]
     if state == inspect.INVALID:
         table = [("quarantined", "file", "reason")]
-        table += [(_ago(r["quarantined_at"]), r["file"], r["reason"] or "-") for r in rows]
+        table += [(render.when(r["quarantined_at"]), r["file"], r["reason"] or "-") for r in rows]
     else:
         table = [("id", "state", "queue", "attempts", "enqueued", "name")]
         table += [
-            (r["id"], r["state"], r["queue"], str(r["attempts"] or 0), _ago(r["enqueued_at"]),
-             r["name"])
+            (r["id"], r["state"], r["queue"], str(r["attempts"] or 0),
+             render.when(r["enqueued_at"]), r["name"])
             for r in rows
         ]  # fmt: skip
-    click.echo("\n".join(_columns(table, right={3} if state != inspect.INVALID else set())))
+    click.echo("\n".join(render.columns(table, right={3} if state != inspect.INVALID else ())))
 
 
 @main.command()

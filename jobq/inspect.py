@@ -7,6 +7,7 @@ Nothing here changes the spool or needs a running worker; ``jobq status`` and
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 import time
@@ -330,13 +331,16 @@ def _order(state: str, item: tuple[str, int | None]) -> tuple[float, str]:
     job_id = name.removesuffix(L.JOB_SUFFIX)
     if _TIMED_ID.fullmatch(job_id):
         return (int(job_id[:11], 16) / 1000.0, job_id)
-    # A keyed, periodic or hand-made id says nothing about time: ask the record.
+    # A keyed, periodic or hand-made id says nothing about time: ask the record. Both kinds
+    # compare to the millisecond (what a timed id holds); ties are in no particular order.
     raw = _read(path)
     try:
         enqueued = orjson.loads(raw).get("enqueued_at") if raw else None
     except (orjson.JSONDecodeError, AttributeError):
         enqueued = None
-    return (float(enqueued) if isinstance(enqueued, int | float) else 0.0, job_id)
+    if not isinstance(enqueued, int | float):
+        return (0.0, job_id)
+    return (math.floor(enqueued * 1000) / 1000.0, job_id)
 
 
 def _paths(spool: SpoolDir, state: str, queue: str) -> list[tuple[str, int | None]]:

@@ -42,6 +42,13 @@ def _one_line(text: str) -> str:
     return line if len(line) <= MESSAGE_CHARS else line[: MESSAGE_CHARS - 1] + "…"
 
 
+def _error_fields(error: dict[str, str] | None) -> dict[str, str | None]:
+    """The JSON log fields of an error (none without one)."""
+    if not error:
+        return {}
+    return {"error_type": error.get("type"), "error_message": error.get("message")}
+
+
 def _error_text(error: dict[str, str] | None) -> str:
     if not error:
         return "unknown error"
@@ -73,13 +80,13 @@ class Reporter:
         """The outcome record of ``run`` is committed: log it, fire success or failure hooks."""
         duration = max(0.0, outcome.finished_at - run.started_at)
         job = run.job
-        fields = self._fields(run, outcome.state, duration=round(duration, 6))
+        fields = self._fields(
+            run, outcome.state, duration=round(duration, 6), **_error_fields(outcome.error)
+        )
         if outcome.state == "done":
             logger.info("job %s[%s] done in %.3f s", job.name, job.id, duration, extra=fields)
             kind = "success"
         elif outcome.state == "failed":
-            err = outcome.error or {}
-            fields["jobq"].update(error_type=err.get("type"), error_message=err.get("message"))
             logger.error(
                 "job %s[%s] failed: %s (attempt %d of %d)",
                 job.name, job.id, _error_text(outcome.error), run.claimed.name.attempts,
@@ -103,9 +110,10 @@ class Reporter:
         """A retry of ``run``'s job is scheduled in ``delay`` seconds: log it, fire on_retry."""
         job, attempt = run.job, run.claimed.name.attempts
         duration = max(0.0, time.time() - run.started_at)
-        fields = self._fields(run, "retry", delay=round(delay, 6), duration=round(duration, 6))
+        fields = self._fields(
+            run, "retry", delay=round(delay, 6), duration=round(duration, 6), **_error_fields(error)
+        )
         if error is not None:
-            fields["jobq"].update(error_type=error.get("type"), error_message=error.get("message"))
             what = f"failed: {_error_text(error)}"
         else:
             what = "asked for a retry (jobq.Retry)"

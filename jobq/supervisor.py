@@ -156,7 +156,7 @@ def supervise(processes: int, argv: Sequence[str]) -> int:
 def _tagged(line: str, number: int) -> str:
     """``line`` marked as child ``number``'s: a prefix, or a key for a JSON log line."""
     if line.startswith('{"'):
-        return f'{{"child": {number}, {line[1:]}'
+        return f'{{"child":{number},{line[1:]}'
     return f"[child {number}] {line}"
 
 

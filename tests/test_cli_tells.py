@@ -453,6 +453,7 @@ def test_jobs_sorts_by_enqueue_time_also_for_keyed_ids_and_aligns_columns(
     handles = []
     for n, key in enumerate(["zebra", "apple", "mango", "kiwi", "fig", "plum"]):
         handles.append(observed.ok.options(key=key).enqueue_sync(n))
+        time.sleep(0.002)  # enqueue times compare to the millisecond
         handles.append(observed.ok.enqueue_sync(n))
         time.sleep(0.002)
     handles.append(observed.echo.options(queue="a-much-longer-queue-name").enqueue_sync("x"))
