@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 import anyio
 
 from jobq.errors import ConfigurationError
+from jobq.registry import origin
 from jobq.runner import run_in_daemon_thread
 
 if TYPE_CHECKING:
@@ -132,11 +133,6 @@ def hooks_for(kind: str) -> list[_Hook]:
     return list(_HOOKS[kind])
 
 
-def _origin(func: Callable[..., Any]) -> tuple[str, str]:
-    code = getattr(func, "__code__", None)
-    return (code.co_filename if code is not None else "", getattr(func, "__qualname__", repr(func)))
-
-
 def _check_timeout(timeout: float) -> None:
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
         raise ConfigurationError(f"hook timeout must be seconds > 0, got {timeout!r}")
@@ -148,7 +144,7 @@ def _register(kind: Kind, func: F, timeout: float) -> F:
     _check_timeout(timeout)
     hooks = _HOOKS[kind]
     # An app module imported twice (as a script and as a module) must not run its hooks twice.
-    hooks[:] = [h for h in hooks if _origin(h.func) != _origin(func)]
+    hooks[:] = [h for h in hooks if origin(h.func) != origin(func)]
     hooks.append(_Hook(func, float(timeout)))
     return func
 

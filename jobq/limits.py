@@ -27,7 +27,7 @@ import os
 import re
 import secrets
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from jobq import layout as L
@@ -36,6 +36,7 @@ from jobq.registry import lookup
 from jobq.spool.files import DIR_MODE, FILE_MODE
 
 if TYPE_CHECKING:
+    from jobq.holdback import HoldBack
     from jobq.model import Job
     from jobq.registry import JobSpec
     from jobq.spool import Claimed, SpoolDir
@@ -104,86 +105,62 @@ def check_max_running(value: object) -> int | None:
 class Limits:
     """Takes and gives back the slots and start tokens of limited jobs for one worker.
 
-    It also remembers the jobs it held back, so that the claim loop passes over them (rather
-    than claiming them again and again) until a slot may have freed or the window moved on.
-
     Args:
         spool: the spool.
+        holdback: where the jobs that must wait are put back (shared with the worker).
     """
 
-    def __init__(self, spool: SpoolDir) -> None:
+    def __init__(self, spool: SpoolDir, holdback: HoldBack) -> None:
         self.spool = spool
+        self.holdback = holdback
         self._held: dict[str, str] = {}  # job id -> slot path this worker holds for it
         self._inodes: dict[str, int] = {}  # slot path -> inode of the file we created
-        self._back: dict[str, float] = {}  # job id held back -> monotonic time to look again
         self._tokens: dict[str, str] = {}  # job id -> start token taken for it, not stamped
+        self._dirs: set[str] = set()  # limit directories known to exist
 
-    # -- the claim loop's side -------------------------------------------------------------
-
-    def passes_over(self, filename: str) -> bool:
-        """Whether the pending job ``filename`` is held back for now (do not claim it)."""
-        if not self._back:
-            return False
-        job_id = filename.split("-", 3)[2] if filename.count("-") >= 3 else ""
-        until = self._back.get(job_id)
-        if until is None:
-            return False
-        if until <= time.monotonic():
-            del self._back[job_id]
-            return False
-        return True
-
-    def admit(self, held: Claimed, job: Job, worker_id: str) -> bool:
-        """Take what a claimed job needs to start; if missing, put it back to pending.
+    def admit(self, job: Job, held: Claimed, worker_id: str) -> bool:
+        """Take what a claimed job needs to start; if missing, hold it back in pending.
 
         Returns:
             True if the job may start now. False if it went back to ``pending/`` unchanged
-            (its start not counted) to wait for a slot or token.
+            (its start not counted) to wait for a slot or a token.
         """
         spec = lookup(job.name)
         if spec is None or (spec.max_running is None and spec.rate_limit is None):
             return True
-        retry_at = self.acquire(spec, worker_id, job.id)
-        if retry_at is None:
+        missing = self.acquire(spec, worker_id, job.id)
+        if missing is None:
             return True
-        unstarted = replace(held.name, attempts=held.name.attempts - 1)
-        self.spool.requeue(held.path, held.queue, unstarted)
-        self._back[job.id] = retry_at
+        self.holdback.put_back(held, *missing)
         return False
 
-    def next_look(self) -> float | None:
-        """When (epoch seconds) the earliest held-back job should be looked at again."""
-        if not self._back:
-            return None
-        return time.time() + max(0.0, min(self._back.values()) - time.monotonic())
-
     def finished(self, job_id: str) -> None:
-        """An attempt ended: give back its slot, and look at held-back jobs again soon."""
+        """An attempt ended: give back its slot, and look at jobs waiting for one again."""
         if job_id in self._held:
             self.release(job_id)
-            self._back.clear()  # a slot freed: the jobs waiting for one may start now
+            self.holdback.look_again("slot")
 
     # -- taking and giving back ------------------------------------------------------------
 
-    def acquire(self, spec: JobSpec, worker_id: str, job_id: str) -> float | None:
-        """Take what one start of ``spec`` needs; None if taken, else when to try again.
+    def acquire(self, spec: JobSpec, worker_id: str, job_id: str) -> tuple[float, str] | None:
+        """Take what one start of ``spec`` needs.
 
         The slot comes first: a start token is only spent on a job that will start.
 
         Returns:
             None if the job may start now, else the ``time.monotonic()`` at which to look
-            again.
+            again and what is missing (``slot`` or ``token``).
         """
         if spec.max_running is not None:
             slot = self._take_slot(spec.name, spec.max_running, worker_id, job_id)
             if slot is None:
-                return time.monotonic() + SLOT_RECHECK
+                return time.monotonic() + SLOT_RECHECK, "slot"
             self._held[job_id] = slot
         if spec.rate_limit is not None:
             token = self._take_token(spec.name, spec.rate_limit)
             if not isinstance(token, str):
                 self.release(job_id)
-                return time.monotonic() + token
+                return time.monotonic() + token, "token"
             self._tokens[job_id] = token
         return None
 
@@ -202,9 +179,10 @@ class Limits:
 
     def _dir(self, name: str, kind: str) -> str:
         directory = self.spool.path(L.LIMITS, name, kind)
-        if not os.path.isdir(directory):
+        if directory not in self._dirs:
             self.spool.ensure()
             os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
+            self._dirs.add(directory)
         return directory
 
     def _take_slot(self, name: str, count: int, worker_id: str, job_id: str) -> str | None:
@@ -261,10 +239,11 @@ class Limits:
         return max(0.001, soonest if math.isfinite(soonest) else limit.period)
 
     def started(self, job_id: str) -> None:
-        """The job's attempt starts now: stamp its start token with this moment.
+        """The job's first line runs now: stamp its start token with this moment.
 
         The token was taken a little earlier (at claim time); a window counted from the
-        real start keeps the starts that a job's own code sees within the limit.
+        real start keeps the starts that a job's own code sees within the limit. Called in
+        the job's thread for a sync job, so it must stay cheap and never raise.
         """
         token = self._tokens.pop(job_id, None)
         if token is None:

@@ -279,6 +279,8 @@ class Scheduler:
                 enqueued += 1
                 logger.warning("periodic %s: enqueued tick %s whose first publisher died",
                                spec.name, job.id)  # fmt: skip
+                if not isinstance(last, int | float) or tick > last:
+                    self._write_state(spec, tick, job.id)
         self._unconfirmed = later
         return enqueued
 
@@ -298,19 +300,19 @@ class Scheduler:
         last = _read_state(self.spool, spec.name).get("last_tick")
         if isinstance(last, int | float):
             due = [t for t in due if t > last]
-        enqueued = 0
+        enqueued = []
         for tick in due:
             outcome = enqueue_tick(self.spool, spec, tick)
             if outcome == "unconfirmed":
                 self._unconfirmed.append((time.monotonic() + STALE_KEY_AGE + 1, spec, tick))
             if outcome == "enqueued":
-                enqueued += 1
+                enqueued.append(tick)
                 logger.info(
                     "periodic %s: enqueued tick %s", spec.name, tick_job_id(spec.name, tick)
                 )
-        if due:
-            self._write_state(spec, due[-1], tick_job_id(spec.name, due[-1]))
-        return enqueued
+        if enqueued:  # the worker that enqueued a tick records it; the others have nothing new
+            self._write_state(spec, enqueued[-1], tick_job_id(spec.name, enqueued[-1]))
+        return len(enqueued)
 
     def _write_state(self, spec: JobSpec, last_tick: object, last_job_id: object) -> None:
         assert spec.schedule is not None

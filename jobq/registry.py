@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from jobq.limits import RateLimit
     from jobq.periodic import Schedule
 
-__all__ = ("JobSpec", "import_apps", "lookup", "register", "registered_names")
+__all__ = ("JobSpec", "import_apps", "lookup", "origin", "register", "registered_names")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,7 @@ def register(spec: JobSpec) -> None:
     """
     check_job_name(spec.name)
     existing = _REGISTRY.get(spec.name)
-    if existing is not None and _origin(existing.func) != _origin(spec.func):
+    if existing is not None and origin(existing.func) != origin(spec.func):
         raise ConfigurationError(
             f"job name {spec.name!r} is already registered for another function; "
             "pass name=... to @job to tell them apart"
@@ -74,7 +74,9 @@ def register(spec: JobSpec) -> None:
     _REGISTRY[spec.name] = spec
 
 
-def _origin(func: Callable[..., Any]) -> tuple[str, str]:
+def origin(func: Callable[..., Any]) -> tuple[str, str]:
+    """Where ``func`` was defined (file, qualified name): the same function imported twice
+    (as a script and as a module) has the same origin."""
     code = getattr(func, "__code__", None)
     where = code.co_filename if code is not None else ""
     return (where, getattr(func, "__qualname__", repr(func)))

@@ -75,8 +75,16 @@ def backoff_delay(job: Job, attempt: int) -> float:
     return float(base * (1 + random.uniform(0, 0.25)))
 
 
-async def run_attempt(spec: JobSpec, job: Job, scope: anyio.CancelScope) -> Ending:
+async def run_attempt(
+    spec: JobSpec,
+    job: Job,
+    scope: anyio.CancelScope,
+    before: Callable[[], object] | None = None,
+) -> Ending:
     """Run the job's function once under ``scope`` and the job's timeout.
+
+    ``before`` is called right before the function (in its thread, for a sync job): what must
+    happen at the job's very first line (``jobq.limits`` stamps the start of a rate window).
 
     A cancellation of ``scope`` from outside ends as ``interrupted``; hitting the timeout is
     a failure that names the limit. A result that JSON cannot carry is a ``fatal`` failure.
@@ -93,7 +101,7 @@ async def run_attempt(spec: JobSpec, job: Job, scope: anyio.CancelScope) -> Endi
             if timeout is not None:
                 limit.deadline = anyio.current_time() + timeout
             with limit:
-                value = await _call(spec, job)
+                value = await _call(spec, job, before)
     except Retry as exc:
         return Ending("retry", delay=exc.delay)
     except Exception as exc:
@@ -139,10 +147,20 @@ def _blocked(job: Job, limit: anyio.CancelScope, timeout: float) -> bool:
     return True
 
 
-async def _call(spec: JobSpec, job: Job) -> Any:
+async def _call(spec: JobSpec, job: Job, before: Callable[[], object] | None) -> Any:
     if spec.is_async:
+        if before is not None:
+            before()
         return await spec.func(*job.args, **job.kwargs)
-    return await run_in_daemon_thread(functools.partial(spec.func, *job.args, **job.kwargs))
+    call = functools.partial(spec.func, *job.args, **job.kwargs)
+    if before is None:
+        return await run_in_daemon_thread(call)
+
+    def first_line() -> Any:
+        before()
+        return call()
+
+    return await run_in_daemon_thread(first_line)
 
 
 async def run_in_daemon_thread(call: Callable[[], Any]) -> Any:

@@ -24,6 +24,7 @@ from jobq.api import Spool, spool_dir
 from jobq.backlog import Backlog
 from jobq.context import CaptureHandler, new_context
 from jobq.errors import ConfigurationError, InvalidName
+from jobq.holdback import HoldBack
 from jobq.housekeeping import Housekeeping
 from jobq.lease import Heartbeat
 from jobq.limits import Limits
@@ -131,7 +132,8 @@ class Worker:
         if result_ttl is not None and not result_ttl >= 0:
             raise ConfigurationError(f"result_ttl must be seconds >= 0, got {result_ttl!r}")
         self.result_ttl = result_ttl
-        self._limits = Limits(self.spool)
+        self._holdback = HoldBack(self.spool)
+        self._limits = Limits(self.spool, self._holdback)
         self._backlog = Backlog(self.spool.pending_names, self.queues)
         self.id = _new_worker_id()
         self.processed = 0
@@ -190,7 +192,7 @@ class Worker:
         logging.getLogger().addHandler(handler)
         self._settler = Settler(self.spool, lambda: self.id, self.lease, self.report)
         self.flush_log = self._settler.flush_log
-        self._unknown = UnknownJobs(self.spool, 0.0 if burst else self.unknown_grace)
+        self._unknown = UnknownJobs(self._holdback, 0.0 if burst else self.unknown_grace)
         self._settler.result_ttl = self.result_ttl
         clean = True
         try:
@@ -319,7 +321,7 @@ class Worker:
                 seen = self._backlog.relist() > 0 or seen
                 continue
             seen = True
-            if self._limits.passes_over(entry[0]):
+            if self._holdback.passes_over(entry[0]):
                 continue
             held = self._claim_one(*entry)
             if held == "lost":
@@ -331,15 +333,20 @@ class Worker:
             if held == "invalid":
                 continue
             job = self._load(held)
-            if job is not None and self._limits.admit(held, job, self.id):
+            if job is not None and self._admit(job, held):
                 claimed.append((held, job))
-        if (look := self._limits.next_look()) is not None:
+        if (look := self._holdback.next_look()) is not None:
             look_us = round(look * 1_000_000)
             next_due = look_us if next_due is None else min(next_due, look_us)
         soon = next_due is not None and next_due <= now_us + BURST_HORIZON * 1_000_000
         return _Scan(
             claimed, None if next_due is None else next_due / 1_000_000, soon or seen, contended
         )
+
+    def _admit(self, job: Job, held: Claimed) -> bool:
+        """Whether a claimed job may start now; if not, it went back to pending for a while
+        (a name this worker does not know, a full limit: see ``jobq.holdback``)."""
+        return self._unknown.admit(job, held) and self._limits.admit(job, held, self.id)
 
     def _claim_one(self, filename: str, queue: str) -> Claimed | Literal["lost", "invalid"]:
         """Claim one listed job; "lost" if another worker won it, "invalid" if quarantined."""
@@ -367,7 +374,6 @@ class Worker:
         progress = self._settler.write_progress
         ctx = new_context(job.id, job.name, job.queue, held.name.attempts, progress)
         run = Attempt(held, job, ctx)
-        self._limits.started(job.id)
         self.running[job.id] = run
         jobs.start_soon(self._run_job, run)
 
@@ -377,13 +383,14 @@ class Worker:
         run.ctx.activate()
         try:
             spec = lookup(run.job.name)
-            if spec is None:
-                if await self._unknown.put_back(run.claimed, run.job):
-                    return  # left for a worker that knows the name
+            if spec is None:  # its grace here is over (see _admit)
                 ending = Ending("fatal", error=unknown_job_error(run.job.name, self._unknown.grace))
             else:
                 self.report.started(run)
-                ending = await run_attempt(spec, run.job, run.scope)
+                job_id = run.job.id
+                ending = await run_attempt(
+                    spec, run.job, run.scope, lambda: self._limits.started(job_id)
+                )
             await self.flush_log(run)
             await self._settler.settle(run, ending)
         finally:

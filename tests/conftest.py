@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -82,6 +84,14 @@ class WorkerProcess:
             self.proc.terminate()
         return self.proc.wait(timeout=timeout)
 
+    def wait_registered(self, spool: Path, timeout: float = 30) -> None:
+        """Wait until this worker has registered in ``spool`` (it handles signals from then)."""
+        deadline = time.monotonic() + timeout
+        while not any(_pid_of(p) == self.pid for p in (spool / "workers").glob("*.json")):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise AssertionError(f"worker {self.pid} did not register:\n{self.output()}")
+            time.sleep(0.02)
+
     def kill(self) -> None:
         """Stop it for sure (SIGTERM, then SIGKILL after 10 s), by PID."""
         if self.proc.poll() is None:
@@ -91,6 +101,22 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def _pid_of(registration: Path) -> object:
+    try:
+        return json.loads(registration.read_bytes()).get("pid")
+    except (OSError, ValueError):
+        return None  # being written, or just removed
+
+
+@pytest.fixture
+def job_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where the jobs of ``apps.workflows`` record their runs (``$JOBQ_TEST_OUT``)."""
+    path = tmp_path / "out"
+    path.mkdir()
+    monkeypatch.setenv("JOBQ_TEST_OUT", str(path))
+    return path
 
 
 @pytest.fixture

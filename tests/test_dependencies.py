@@ -28,17 +28,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Where the workflow jobs record what ran (``$JOBQ_TEST_OUT``)."""
-    path = tmp_path / "out"
-    path.mkdir()
-    monkeypatch.setenv("JOBQ_TEST_OUT", str(path))
-    return path
-
-
-def _labels(out: Path) -> list[str]:
-    lines = (out / "steps.jsonl").read_text().splitlines()
+def _labels(job_out: Path) -> list[str]:
+    lines = (job_out / "steps.jsonl").read_text().splitlines()
     return [json.loads(line)["label"] for line in lines]
 
 
@@ -48,7 +39,7 @@ def _status(spool: Path) -> dict[str, int]:
     return dict(json.loads(done.stdout)["queues"]["default"])
 
 
-async def test_a_chain_of_three_runs_in_order(spool_path: Path, out: Path) -> None:
+async def test_a_chain_of_three_runs_in_order(spool_path: Path, job_out: Path) -> None:
     a = await workflows.step.enqueue("a", 0.2)
     b = await workflows.step.options(after=[a]).enqueue("b")
     c = await workflows.step.options(after=[a.id, b]).enqueue("c")
@@ -57,17 +48,17 @@ async def test_a_chain_of_three_runs_in_order(spool_path: Path, out: Path) -> No
     assert _status(spool_path)["waiting"] == 2
     await jobq.Worker(spool_path, concurrency=5).run(burst=True)
     assert [await h.result(timeout=5) for h in (a, b, c)] == ["a", "b", "c"]
-    assert _labels(out) == ["a", "b", "c"]
+    assert _labels(job_out) == ["a", "b", "c"]
 
 
-async def test_fan_out_and_fan_in_of_twenty(spool_path: Path, out: Path) -> None:
+async def test_fan_out_and_fan_in_of_twenty(spool_path: Path, job_out: Path) -> None:
     root = await workflows.step.enqueue("root")
     branches = [await workflows.step.options(after=[root]).enqueue(f"b{i}") for i in range(20)]
     join = await workflows.step.options(after=branches).enqueue("join")
     assert _status(spool_path)["waiting"] == 21
     await jobq.Worker(spool_path, concurrency=8).run(burst=True)
     assert await join.result(timeout=5) == "join"
-    labels = _labels(out)
+    labels = _labels(job_out)
     assert labels[0] == "root"
     assert labels[-1] == "join"
     assert sorted(labels[1:-1]) == sorted(f"b{i}" for i in range(20))
@@ -75,7 +66,7 @@ async def test_fan_out_and_fan_in_of_twenty(spool_path: Path, out: Path) -> None
 
 
 async def test_a_failed_dependency_cancels_its_dependents_transitively(
-    spool_path: Path, out: Path
+    spool_path: Path, job_out: Path
 ) -> None:
     a = await workflows.broken.enqueue("a")
     b = await workflows.step.options(after=[a]).enqueue("b")
@@ -91,8 +82,8 @@ async def test_a_failed_dependency_cancels_its_dependents_transitively(
         await c.result(timeout=5)
     assert isinstance(info.value, jobq.JobCancelled)
     assert await other.result(timeout=5) == "unrelated"
-    assert "b" not in _labels(out)
-    assert "c" not in _labels(out)
+    assert "b" not in _labels(job_out)
+    assert "c" not in _labels(job_out)
     shown = run_jobq("status", c.id, "--json", "--spool", str(spool_path))
     assert json.loads(shown.stdout)["error"]["type"] == "jobq.DependencyFailed"
 
@@ -106,7 +97,7 @@ async def test_cancelling_a_dependency_cancels_the_waiting_job(spool_path: Path)
 
 
 async def test_a_dependency_that_finished_already_releases_at_once(
-    spool_path: Path, out: Path
+    spool_path: Path, job_out: Path
 ) -> None:
     a = await workflows.step.enqueue("a")
     await jobq.Worker(spool_path).run(burst=True)
@@ -130,7 +121,7 @@ async def test_unknown_dependencies_and_bad_combinations_are_refused(spool_path:
 
 
 async def test_retrying_a_dependency_does_not_resurrect_dependents_but_retrying_them_does(
-    spool_path: Path, out: Path
+    spool_path: Path, job_out: Path
 ) -> None:
     a = await workflows.broken.enqueue("a")
     b = await workflows.step.options(after=[a]).enqueue("b")
@@ -151,7 +142,7 @@ async def test_retrying_a_dependency_does_not_resurrect_dependents_but_retrying_
 
 
 def test_a_worker_killed_while_releasing_loses_and_doubles_nothing(
-    spool_path: Path, worker_process: Callable[..., WorkerProcess], out: Path
+    spool_path: Path, worker_process: Callable[..., WorkerProcess], job_out: Path
 ) -> None:
     # Ten roots with eight dependents each; a worker is killed again and again while roots
     # finish and release their dependents, then one worker finishes the rest.
@@ -168,38 +159,26 @@ def test_a_worker_killed_while_releasing_loses_and_doubles_nothing(
         os.kill(w.pid, signal.SIGKILL)
         w.wait()
     final = worker_process("apps.workflows", "--spool", str(spool_path), "--lease", "1")
+    final.wait_registered(spool_path)
     every = [*roots, *leaves]
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (
-        all(_done(spool_path, h.id) for h in every) and _registered(spool_path, final.pid)
-    ):
+    while time.monotonic() < deadline and not all(_done(spool_path, h.id) for h in every):
         time.sleep(0.1)
     assert final.stop() == 0, final.output()
     assert all(_done(spool_path, h.id) for h in every)
-    runs = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
+    runs = [json.loads(line) for line in (job_out / "steps.jsonl").read_text().splitlines()]
     # None ran twice on a first attempt (a dependent released twice would).
     first = [r["id"] for r in runs if r["attempt"] == 1]
     assert len(first) == len(set(first))
-    assert {f"l{i}.{j}" for i in range(10) for j in range(8)} <= set(_labels(out))
+    assert {f"l{i}.{j}" for i in range(10) for j in range(8)} <= set(_labels(job_out))
     assert not os.listdir(spool_path / "queues" / "default" / "waiting")
-
-
-def _registered(spool: Path, pid: int) -> bool:
-    """Whether the worker with ``pid`` has registered (it handles signals from then on)."""
-    for path in (spool / "workers").glob("*.json"):
-        try:
-            if json.loads(path.read_bytes()).get("pid") == pid:
-                return True
-        except (OSError, ValueError):
-            continue
-    return False
 
 
 def _done(spool: Path, job_id: str) -> bool:
     return (spool / "done" / "default" / f"{job_id}.json").exists()
 
 
-async def test_waiting_jobs_hold_no_worker_slot(spool_path: Path, out: Path) -> None:
+async def test_waiting_jobs_hold_no_worker_slot(spool_path: Path, job_out: Path) -> None:
     gate = await workflows.step.options(delay=1).enqueue("gate")
     waiting = [await workflows.step.options(after=[gate]).enqueue(f"w{i}") for i in range(5)]
     free = [await workflows.step.enqueue(f"f{i}") for i in range(3)]
@@ -207,4 +186,4 @@ async def test_waiting_jobs_hold_no_worker_slot(spool_path: Path, out: Path) -> 
         await jobq.Worker(spool_path, concurrency=1).run(burst=True)
     assert [await h.result(timeout=1) for h in free] == ["f0", "f1", "f2"]
     assert [await h.result(timeout=1) for h in waiting] == [f"w{i}" for i in range(5)]
-    assert _labels(out)[:3] == ["f0", "f1", "f2"]
+    assert _labels(job_out)[:3] == ["f0", "f1", "f2"]

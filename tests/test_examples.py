@@ -42,6 +42,19 @@ COVERED = {
 }
 
 
+def run_python(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python ARGS...`` in examples/ with ``env`` added to the environment."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=EXAMPLES,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_every_example_is_covered() -> None:
     assert {p.name for p in EXAMPLES.glob("*.py")} == set(COVERED)
 
@@ -207,15 +220,7 @@ def test_trio_example(spool_path: Path, worker_process: Callable[..., WorkerProc
     worker = worker_process(
         "trio_app", "--backend", "trio", "--spool", str(spool_path), cwd=EXAMPLES
     )
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "trio_app.py")],
-        cwd=EXAMPLES,
-        env={**os.environ, "JOBQ_SPOOL": str(spool_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_python(str(EXAMPLES / "trio_app.py"), JOBQ_SPOOL=str(spool_path))
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines() == [
         "fetched on trio: {'https://example.org/a': 2100, 'https://example.org/bb': 2200}",
@@ -267,14 +272,11 @@ def test_periodic_jobs_also_run_as_plain_calls(tmp_path: Path) -> None:
     for name, age in (("old.bin", 2 * 86400), ("new.bin", 60)):
         (uploads / name).write_bytes(b"x")
         os.utime(uploads / name, (time.time() - age, time.time() - age))
-    done = subprocess.run(
-        [sys.executable, "-c", "import periodic; print(periodic.clean_uploads())"],
-        cwd=EXAMPLES,
-        env={**os.environ, "UPLOADS_DIR": str(uploads), "JOBQ_SPOOL": str(tmp_path / "spool")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = run_python(
+        "-c",
+        "import periodic; print(periodic.clean_uploads())",
+        UPLOADS_DIR=str(uploads),
+        JOBQ_SPOOL=str(tmp_path / "spool"),
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "1"
@@ -283,15 +285,7 @@ def test_periodic_jobs_also_run_as_plain_calls(tmp_path: Path) -> None:
 
 def test_pipeline_example(spool_path: Path, worker_process: Callable[..., WorkerProcess]) -> None:
     worker = worker_process("pipeline", "--spool", str(spool_path), cwd=EXAMPLES)
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "pipeline.py")],
-        cwd=EXAMPLES,
-        env={**os.environ, "JOBQ_SPOOL": str(spool_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_python(str(EXAMPLES / "pipeline.py"), JOBQ_SPOOL=str(spool_path))
     assert done.returncode == 0, done.stdout + done.stderr
     first, second = done.stdout.splitlines()
     assert first == "report: {'pages': 3, 'words': 21}"
