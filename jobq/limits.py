@@ -16,12 +16,15 @@ other jobs flow past it.
 Failure story: a slot whose owner died stays taken until the owner's lease is reaped: the
 reaper removes the registration, and the next worker that finds the slot full of an
 unregistered owner takes it over (a rename that exactly one taker wins; the inode read with
-the contents proves it is the same dead slot). Rate tokens need no cleanup: they expire.
+the contents proves it is the same dead slot). Rate tokens need no cleanup: they expire. A
+spool that refuses a slot or token (a full disk) holds the job back in ``pending/`` for a
+second, uncounted, instead of failing it or stopping the worker.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import re
@@ -43,6 +46,8 @@ if TYPE_CHECKING:
 
 __all__ = ("Limits", "RateLimit", "check_max_running")
 
+logger = logging.getLogger("jobq.worker")
+
 _PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _RATE = re.compile(r"\s*(\d+)\s*/\s*([smh])\s*")
 
@@ -53,6 +58,8 @@ RATE_MARGIN = 0.05
 #: How long a worker leaves a job held back by ``max_running`` before it looks again (a slot
 #: freed on another host has no other way to tell it).
 SLOT_RECHECK = 0.25
+#: How long it leaves a limited job when the spool refused its slot or token (a full disk).
+SPOOL_RECHECK = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +135,13 @@ class Limits:
         spec = lookup(job.name)
         if spec is None or (spec.max_running is None and spec.rate_limit is None):
             return True
-        missing = self.acquire(spec, worker_id, job.id)
+        try:
+            missing = self.acquire(spec, worker_id, job.id)
+        except OSError as exc:  # a full disk, say: the job waits, the worker goes on
+            logger.warning("job %s (%s): cannot take its limit (%s); trying again soon",
+                           job.name, job.id, exc)  # fmt: skip
+            self.release(job.id)
+            missing = (time.monotonic() + SPOOL_RECHECK, "slot")
         if missing is None:
             return True
         self.holdback.put_back(held, *missing)

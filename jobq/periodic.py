@@ -19,7 +19,9 @@ Failure story: a worker killed after taking a tick's key but before publishing i
 a key with no job; another worker that tries the same tick takes the key over once it is
 ``STALE_KEY_AGE`` old (as for any deduplicated enqueue) and publishes the job. A worker killed
 after publishing but before updating ``schedules/NAME.json`` leaves that file one tick behind:
-the next tick corrects it, and the key still blocks a second publish.
+the next tick corrects it, and the key still blocks a second publish. A spool that refuses
+a tick (a full disk) fails that housekeeping round only: the worker tries the same ticks again
+in the next round, 0.2 s later.
 """
 
 from __future__ import annotations
@@ -292,8 +294,8 @@ class Scheduler:
             due = [latest] if now - latest < schedule.catch_up_window(latest) else []
         else:
             due = schedule.ticks_between(self._handled[spec.name], now)
-        self._handled[spec.name] = now
         if not due:
+            self._handled[spec.name] = now
             return 0
         # A tick at or before the last one recorded was enqueued already (its record and key
         # may have expired since: never enqueue it twice).
@@ -312,6 +314,8 @@ class Scheduler:
                 )
         if enqueued:  # the worker that enqueued a tick records it; the others have nothing new
             self._write_state(spec, enqueued[-1], tick_job_id(spec.name, enqueued[-1]))
+        # Only now: if the spool refused a tick (a full disk), the next round tries it again.
+        self._handled[spec.name] = now
         return len(enqueued)
 
     def _write_state(self, spec: JobSpec, last_tick: object, last_job_id: object) -> None:

@@ -6,6 +6,7 @@ about those times, measured across real ``jobq worker`` processes.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import pytest
 from apps import workflows
 
 import jobq
+from jobq import limits
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -129,3 +131,24 @@ def test_bad_limits_are_refused_at_decoration(options: dict[str, object], messag
     decorate: Any = jobq.job  # the options are wrong on purpose: no overload matches
     with pytest.raises(jobq.ConfigurationError, match=message):
         decorate(name="bad.limit", **options)
+
+
+@pytest.mark.anyio
+async def test_a_limit_the_spool_refuses_holds_the_job_back_uncounted(
+    spool_path: Path, job_out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_create = limits._create
+    refused: list[str] = []
+
+    def full_disk_once(path: str, data: bytes) -> int | None:
+        if not refused:
+            refused.append(path)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_create(path, data)
+
+    monkeypatch.setattr(limits, "_create", full_disk_once)
+    handle = await workflows.limited.enqueue(5)
+    await jobq.Worker(spool_path).run(burst=True)  # the worker survives and runs it later
+    assert refused
+    assert await handle.result(timeout=5) == 5
+    assert [r["attempt"] for r in _runs(job_out, "limited")] == [1]

@@ -6,6 +6,7 @@ exactly-once promise runs with three real ``jobq worker`` processes, one of them
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import os
@@ -21,6 +22,7 @@ from conftest import run_jobq
 import jobq
 from jobq.periodic import Schedule, Scheduler, tick_job_id
 from jobq.registry import JobSpec
+from jobq.spool import SpoolDir
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -222,3 +224,22 @@ def test_a_burst_worker_schedules_nothing(
     worker = worker_process("apps.ticks", "--spool", str(spool), "--burst")
     assert worker.wait() == 0, worker.output()
     assert not (spool / "done" / "default").exists() or not os.listdir(spool / "done" / "default")
+
+
+def test_a_tick_the_spool_refused_is_tried_again(
+    spool_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = _scheduler(spool_path, "periodic.every10")
+    t0 = _utc("2026-11-30T12:00:01")
+    worker.run_due(t0)
+    real_publish = SpoolDir.publish
+
+    def full_disk(self: SpoolDir, *args: Any, **kwargs: Any) -> list[bool]:
+        raise jobq.SpoolError(errno.ENOSPC, "cannot enqueue: No space left on device")
+
+    monkeypatch.setattr(SpoolDir, "publish", full_disk)
+    with pytest.raises(jobq.SpoolError):
+        worker.run_due(t0 + 10)  # 12:00:10 is due, and the disk is full
+    monkeypatch.setattr(SpoolDir, "publish", real_publish)
+    assert worker.run_due(t0 + 10.2) == 1  # the next round enqueues it after all
+    assert tick_job_id("periodic.every10", _utc("2026-11-30T12:00:10")) in _pending_ids(spool_path)
