@@ -10,11 +10,11 @@ import os
 import time
 from dataclasses import replace
 
-from jobq import dependencies
+from jobq import dependencies, records
 from jobq import layout as L
 from jobq.errors import JobNotFound
 from jobq.layout import JobFileName
-from jobq.model import CorruptJob, Outcome, decode_job, decode_record, encode_record
+from jobq.model import CorruptJob, Outcome, decode_job, encode_record
 from jobq.names import check_job_id
 from jobq.spool import Finish, SpoolDir, list_names
 
@@ -32,18 +32,27 @@ __all__ = (
 def locate(spool: SpoolDir, job_id: str) -> tuple[str, str]:
     """The state and queue of ``job_id``.
 
+    The state is ``invalid`` for a job whose file was quarantined, or whose outcome record
+    is damaged (it is quarantined now: see ``jobq.records``).
+
     Raises:
         JobNotFound: if the spool has no such job.
     """
     check_job_id(job_id)
     for _ in range(3):  # the job may finish between the two lookups: look again
-        finished = spool.find_finished(job_id)
+        finished = records.find(spool, job_id, look_in_invalid=False)
+        if isinstance(finished, records.Record):
+            return finished.state, finished.queue
         if finished is not None:
-            state_dir, queue = os.path.split(os.path.dirname(finished))
-            return os.path.basename(state_dir), queue
+            break  # quarantined as we met it
         waiting = spool.find_waiting(job_id)
         if waiting is not None:
             return waiting[0], waiting[1].queue
+    bad = records.quarantined(spool, job_id)
+    if bad is not None:
+        # An empty job file names no queue; any will do for a handle (its lookups of a
+        # quarantined job do not depend on it).
+        return L.INVALID, bad.queue or "default"
     raise JobNotFound(f"no job {job_id} in spool {spool.root}")
 
 
@@ -82,6 +91,8 @@ def cancel_job(spool: SpoolDir, job_id: str) -> bool:
         if waiting is None:
             if spool.find_finished(job_id) is not None:
                 return False
+            if records.quarantined(spool, job_id) is not None:
+                return False  # it will never run: nothing to cancel
             raise JobNotFound(f"no job {job_id} in spool {spool.root}")
         state, where = waiting
         queue, path = where.queue, where.path
@@ -111,24 +122,20 @@ def retry_job(spool: SpoolDir, job_id: str) -> bool:
     retry those too.
 
     Returns:
-        False if the job is not dead (it is waiting, running or done).
+        False if the job is not dead (it is waiting, running or done), or is ``invalid``:
+        its file was quarantined, and what it held cannot run again.
 
     Raises:
         JobNotFound: if the spool has no such job.
     """
     check_job_id(job_id)
-    path = spool.find_finished(job_id)
-    if path is None:
+    record = records.find(spool, job_id, look_in_invalid=False)
+    if record is None:
         job_state(spool, job_id)  # raises JobNotFound for unknown ids
         return False
-    state = os.path.basename(os.path.dirname(os.path.dirname(path)))
-    if state == L.DONE:
+    if isinstance(record, records.Quarantined) or record.state == L.DONE:
         return False
-    try:
-        with open(path, "rb") as f:
-            job, outcome = decode_record(f.read())
-    except FileNotFoundError:
-        return False
+    path, job, outcome = record.path, record.job, record.outcome
     # A fresh retry budget: the starts so far stay counted, but no longer count against it.
     attempts = int(outcome.get("attempts", 0))
     # A cancel request left over from the last run would cancel the retried one at once.

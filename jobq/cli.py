@@ -242,7 +242,7 @@ def status(
         return
     info = inspect.job_info(spool, job_id, details=not as_json)
     _print_json(info) if as_json else click.echo("\n".join(render.job_lines(info)))
-    if info["state"] == "failed":
+    if info["state"] in ("failed", inspect.INVALID):
         sys.exit(1)  # "job failed" is exit 1, so scripts can test the outcome directly
 
 
@@ -332,7 +332,7 @@ def logs(job_id: str, follow: bool, spool_path: str | None) -> None:
         if chunk:
             offset += len(chunk)
             click.echo(chunk.decode("utf-8", errors="replace"), nl=False)
-        if not follow or state in FINISHED_STATES:
+        if not follow or state in (*FINISHED_STATES, inspect.INVALID):
             return
         time.sleep(0.2)
         state = admin.job_state(spool, job_id)
@@ -357,13 +357,16 @@ def retry(
         done = admin.retry_failed(spool, only)
         click.echo(f"requeued {len(done)} failed job(s)")
         return
-    _for_each_job(
-        spool,
-        job_ids,
-        lambda i: admin.retry_job(spool, i),
-        "requeued",
-        "not dead (nothing to retry)",
-    )
+
+    def not_retried(job_id: str) -> str:
+        if admin.job_state(spool, job_id) == inspect.INVALID:
+            return (
+                "invalid: its file was quarantined and cannot run again (see `jobq status "
+                f"{job_id}`); enqueue it anew"
+            )
+        return "not dead (nothing to retry)"
+
+    _for_each_job(spool, job_ids, lambda i: admin.retry_job(spool, i), "requeued", not_retried)
 
 
 def _for_each_job(
@@ -371,18 +374,23 @@ def _for_each_job(
     job_ids: tuple[str, ...],
     action: Callable[[str], bool],
     done: str,
-    skipped: str,
+    skipped: str | Callable[[str], str],
 ) -> None:
-    """Apply ``action`` to each id, one line each; exit 1 after all if any id was unknown."""
+    """Apply ``action`` to each id, one line each; exit 1 after all if any id was unknown.
+
+    ``skipped`` says why ``action`` returned False (a function of the id where that varies).
+    """
     missing = 0
     for job_id in job_ids:
         try:
-            ok = action(_job_id(spool, job_id))
+            checked = _job_id(spool, job_id)
+            ok = action(checked)
+            why = skipped if ok or isinstance(skipped, str) else skipped(checked)
         except JobNotFound as exc:
             click.echo(f"jobq: {exc}", err=True)
             missing += 1
             continue
-        click.echo(f"{job_id} {done if ok else skipped}")
+        click.echo(f"{job_id} {done if ok else why}")
     if missing:
         sys.exit(1)
 

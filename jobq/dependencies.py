@@ -6,8 +6,9 @@ releasing the dependents of a finished job lists one small directory instead of 
 every waiting job. When a job finishes, its worker settles each dependent:
 
 - every dependency ``done``: the dependent is renamed into ``pending/`` (the release);
-- one ``failed`` or ``cancelled``: the dependent is recorded ``cancelled`` with a
-  ``jobq.DependencyFailed`` error, and its own dependents are settled in turn (transitively);
+- one ``failed`` or ``cancelled`` (or ``invalid``: its job file was quarantined): the
+  dependent is recorded ``cancelled`` with a ``jobq.DependencyFailed`` error, and its own
+  dependents are settled in turn (transitively);
 - otherwise it keeps waiting; the edge stays until the dependent leaves ``waiting/``, which
   also keeps the finished dependency's record from expiring under it.
 
@@ -29,6 +30,7 @@ import time
 from typing import TYPE_CHECKING
 
 from jobq import layout as L
+from jobq import records
 from jobq.errors import InvalidName
 from jobq.layout import JobFileName
 from jobq.model import CorruptJob, Outcome, decode_job, encode_record
@@ -83,8 +85,17 @@ def _unlink_edges(spool: SpoolDir, job: Job, filename: str) -> None:
 
 
 def _finished_state(spool: SpoolDir, job_id: str) -> str | None:
+    """How a dependency ended: its record's state, or None while it has not finished.
+
+    A dependency whose outcome record was quarantined (damaged by a power cut) ended in the
+    state the record had: its dependents are settled by that, not held forever. One whose
+    job file was quarantined never runs: ``invalid``, which cancels them.
+    """
     path = spool.find_finished(job_id)
-    return None if path is None else os.path.basename(os.path.dirname(os.path.dirname(path)))
+    if path is not None:
+        return os.path.basename(os.path.dirname(os.path.dirname(path)))
+    bad = records.quarantined(spool, job_id)
+    return None if bad is None else bad.state or L.INVALID
 
 
 def settle(spool: SpoolDir, queue: str, filename: str) -> tuple[str, Job | None]:
@@ -106,7 +117,7 @@ def settle(spool: SpoolDir, queue: str, filename: str) -> tuple[str, Job | None]
     ready = True
     for dep in job.after:
         state = _finished_state(spool, dep)
-        if state in (L.FAILED, L.CANCELLED):
+        if state in (L.FAILED, L.CANCELLED, L.INVALID):
             blocking = (dep, state)
             break
         if state != L.DONE:
@@ -115,6 +126,8 @@ def settle(spool: SpoolDir, queue: str, filename: str) -> tuple[str, Job | None]
         if blocking is not None:
             dep, state = blocking
             message = f"dependency {dep} ended {state}"
+            if state == L.INVALID:
+                message += f" (its file was quarantined: see `jobq status {dep}`)"
             error = {
                 "type": "jobq.DependencyFailed",
                 "message": message,

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
+import math
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import anyio
 
-from jobq import admin, fileio
+from jobq import admin, fileio, records
 from jobq.errors import DependencyFailed, JobCancelled, JobFailed
 from jobq.layout import CANCELLED, FAILED, FINISHED_STATES, JOB_SUFFIX
-from jobq.model import decode_record
 from jobq.waiting import Wakeup, poll_backoff, watching
 
 if TYPE_CHECKING:
@@ -21,6 +20,9 @@ if TYPE_CHECKING:
 __all__ = ("JobHandle",)
 
 T = TypeVar("T")
+
+#: Seconds between a waiting ``result()``'s looks in ``invalid/`` for a quarantined job.
+INVALID_LOOK_INTERVAL = 1.0
 
 
 class JobHandle(Generic[T]):
@@ -39,18 +41,32 @@ class JobHandle(Generic[T]):
     def __repr__(self) -> str:
         return f"JobHandle(id={self.id!r}, queue={self.queue!r}, spool={self._spool.root!r})"
 
-    def _finished(self) -> tuple[str, dict[str, Any]] | None:
-        path = self._spool.find_finished(self.id, [self.queue])
-        if path is None:
-            return None
+    def _finished(self, look_in_invalid: bool) -> tuple[str, dict[str, Any]] | None:
+        """The job's state and outcome once it has one; a quarantined job reads as failed
+        with the error ``jobq.Quarantined`` (see ``jobq.records``)."""
         try:
-            with open(path, "rb") as f:
-                _, outcome = decode_record(f.read())
-        except (OSError, ValueError):
-            return None  # moved by purge, or caught between the two renames of a commit
-        if "state" not in outcome:
-            return None
-        return os.path.basename(os.path.dirname(os.path.dirname(path))), outcome
+            found = records.find(
+                self._spool, self.id, [self.queue], look_in_invalid=look_in_invalid
+            )
+        except OSError:
+            return None  # the spool did not answer this time: the next poll asks again
+        if isinstance(found, records.Quarantined):
+            return FAILED, {"error": found.error()}
+        if found is None or not found.complete:
+            return None  # not finished, or caught between the two renames of a commit
+        return found.state, found.outcome
+
+    def _poll(self, last_look: list[float]) -> tuple[str, dict[str, Any]] | None:
+        """``_finished``, looking in ``invalid/`` on the first poll and then once a second.
+
+        A job quarantined by someone else (a worker that met its corrupt job file, another
+        reader that met its damaged record) would otherwise be waited for forever.
+        """
+        now = time.monotonic()
+        look = now - last_look[0] >= INVALID_LOOK_INTERVAL
+        if look:
+            last_look[0] = now
+        return self._finished(look)
 
     async def result(self, timeout: float | None = None) -> T:
         """Wait for the job to finish and return its result.
@@ -60,6 +76,8 @@ class JobHandle(Generic[T]):
 
         Raises:
             JobFailed: the job ended in ``failed``; carries the remote error and traceback.
+                Also when its file was quarantined (a corrupt job file, an outcome record a
+                power cut damaged): then ``error_type`` is ``jobq.Quarantined``.
             JobCancelled: the job was cancelled.
             TimeoutError: the job did not finish within ``timeout``.
         """
@@ -72,9 +90,10 @@ class JobHandle(Generic[T]):
                 ) as live,
             ):
                 backoff = poll_backoff(live, first=0.0005, cap=0.05)
+                last_look = [-math.inf]
                 while True:
                     wake.clear()
-                    found = self._finished()
+                    found = self._poll(last_look)
                     if found is not None:
                         return self._unwrap(*found)
                     await wake.wait(backoff.next())
@@ -87,9 +106,10 @@ class JobHandle(Generic[T]):
         wake = threading.Event()
         with watching(self._record_dirs(), wake.set, name=self._record_name) as live:
             backoff = poll_backoff(live, first=0.0005, cap=0.05)
+            last_look = [-math.inf]
             while True:
                 wake.clear()
-                found = self._finished()
+                found = self._poll(last_look)
                 if found is not None:
                     return self._unwrap(*found)
                 pause = backoff.next()
@@ -131,7 +151,7 @@ class JobHandle(Generic[T]):
 
     async def state(self) -> str:
         """``pending``, ``scheduled``, ``waiting``, ``running``, ``done``, ``failed`` or
-        ``cancelled``.
+        ``cancelled``; ``invalid`` if its file was quarantined (see ``jobq.records``).
 
         Raises:
             JobNotFound: if the spool has no such job (purged, or never enqueued).

@@ -24,11 +24,14 @@ import anyio
 
 from jobq import dependencies, expiry
 from jobq.lease import reap_expired, requeue_held
+from jobq.outage import is_unreachable
 from jobq.periodic import Scheduler
 from jobq.registry import lookup, registered_names
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+
+    from anyio.abc import TaskStatus
 
     from jobq.worker import Worker
 
@@ -80,6 +83,7 @@ class Housekeeping:
             Chore("reading cancel requests", 0.0, self._serve_cancels),
             Chore("writing job logs", 0.5, self._flush_logs),
             Chore("reaping", worker.lease / 2, self._reap),
+            Chore("handing back the jobs of a lost lease", 1.0, self._hand_back),
             # Once at start: a restart after a crash cleans up.
             Chore("collecting tmp/", 300.0, in_thread(spool.collect_tmp, 3600.0)),
             Chore("collecting cancel requests", 300.0, in_thread(spool.collect_cancel_requests)),
@@ -104,15 +108,23 @@ class Housekeeping:
         """Add a chore (a feature's periodic step)."""
         self.chores.append(chore)
 
-    async def run(self) -> None:
-        """Run the chores forever (the worker cancels this task when it stops)."""
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run the chores forever (the worker cancels this task when it stops).
+
+        Started with ``task_group.start``, it reports started once the first round is done:
+        the worker claims only after its start-up chores (reaping dead workers, collecting
+        ``tmp/``) ran, so that a ``--burst`` worker that finds nothing to run has still done
+        them before it exits, and runs the jobs the reaper gave back.
+        """
         now = time.monotonic()
         for chore in self.chores:
             if chore.delayed:
                 chore.last = now
+        await self.run_once()
+        task_status.started()
         while True:
-            await self.run_once()
             await anyio.sleep(self.tick)
+            await self.run_once()
 
     async def run_once(self) -> None:
         """Run every chore that is due now."""
@@ -134,7 +146,10 @@ class Housekeeping:
         try:
             await func()
         except OSError as exc:  # SpoolError is an OSError too
-            logger.warning("%s failed (retrying): %s", what, exc)
+            if is_unreachable(exc):  # logged once per outage, not once per chore and tick
+                self.worker.outage.failed(what, exc)
+            else:
+                logger.warning("%s failed (retrying): %s", what, exc)
 
     async def _serve_cancels(self) -> None:
         running = self.worker.running
@@ -151,25 +166,47 @@ class Housekeeping:
             await self._chore("writing a job log", functools.partial(self.worker.flush_log, run))
 
     async def _reap(self) -> None:
-        await anyio.to_thread.run_sync(reap_expired, self.worker.spool, self.worker.id)
+        # Our lease stands in for the unknown lease of a worker whose registration is damaged.
+        await anyio.to_thread.run_sync(
+            reap_expired, self.worker.spool, self.worker.id, self.worker.lease
+        )
 
     async def _lease_lost(self) -> None:
         """Stop our jobs (their outcomes would be fenced anyway) and come back as a new worker.
 
-        The new registration comes first: claims from here on go to the new id, so the old
-        id's jobs are a closed set to stop, wait for and hand back.
+        Runs every tick until the new registration succeeds: while the spool is down that
+        fails, and the next tick tries the same new id again. The old id's jobs are stopped
+        at once (a reaper may be running them elsewhere already) and handed back by
+        ``_hand_back``; claims resume under the new id.
+        """
+        worker = self.worker
+        old_id = worker.id
+        if old_id not in worker.retired:
+            logger.warning("worker %s lost its lease; stopping its jobs", old_id)
+            worker.retired.append(old_id)
+            old_dir = worker.spool.running_dir(old_id) + os.sep
+            for run in worker.running.values():
+                if run.claimed.path.startswith(old_dir):
+                    run.reason = "lost"
+                    run.scope.cancel()
+        await anyio.to_thread.run_sync(worker.register_anew)
+        logger.warning("worker %s is back as %s", old_id, worker.id)
+
+    async def _hand_back(self) -> None:
+        """Return the jobs of ids retired by lost leases, once none of their attempts runs.
+
+        A reaper elsewhere may have done it already; each step is a rename only one wins.
         """
         worker, spool = self.worker, self.worker.spool
-        old_id = worker.id
-        logger.warning("worker %s lost its lease; stopping its jobs and re-registering", old_id)
-        await anyio.to_thread.run_sync(worker.register_anew)
-        old_dir = spool.running_dir(old_id) + os.sep
-        while stale := [r for r in worker.running.values() if r.claimed.path.startswith(old_dir)]:
-            for run in stale:
-                run.reason = "lost"
-                run.scope.cancel()
-            await worker.wait_change()
-        for held in await anyio.to_thread.run_sync(spool.running_jobs, old_id):
-            await anyio.to_thread.run_sync(functools.partial(requeue_held, spool, held, who=old_id))
-        await anyio.to_thread.run_sync(spool.deregister_worker, old_id)
-        logger.info("worker %s is back as %s", old_id, worker.id)
+        for old_id in list(worker.retired):
+            if old_id == worker.id:
+                continue  # not registered again yet
+            old_dir = spool.running_dir(old_id) + os.sep
+            if any(r.claimed.path.startswith(old_dir) for r in worker.running.values()):
+                continue  # a stopped attempt has not ended yet (a sync job runs on)
+            for held in await anyio.to_thread.run_sync(spool.running_jobs, old_id):
+                await anyio.to_thread.run_sync(
+                    functools.partial(requeue_held, spool, held, who=old_id)
+                )
+            await anyio.to_thread.run_sync(spool.deregister_worker, old_id)
+            worker.retired.remove(old_id)

@@ -6,6 +6,7 @@ Nothing here changes the spool or needs a running worker; ``jobq status`` and
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -16,8 +17,10 @@ from typing import Any
 import orjson
 
 from jobq import layout as L
-from jobq.errors import JobNotFound, JobqError, SpoolError
-from jobq.layout import parse_running
+from jobq import records
+from jobq.errors import InvalidName, JobNotFound, JobqError, SpoolError
+from jobq.layout import JobFileName, parse_running
+from jobq.lease import lease_of
 from jobq.model import CorruptJob, decode_job, decode_record
 from jobq.names import check_job_id
 from jobq.periodic import read_schedules
@@ -45,7 +48,7 @@ JOB_KEYS = (
     "id", "name", "queue", "state", "attempts", "enqueued_at", "started_at", "finished_at",
     "result", "error", "progress",
 )  # fmt: skip
-REASON_SUFFIX = ".reason"
+REASON_SUFFIX = L.REASON_SUFFIX
 _TIMED_ID = re.compile(r"[0-9a-f]{21}")  # new_job_id(): 11 hex digits of ms, 10 random
 
 
@@ -71,10 +74,12 @@ def is_spool(spool: SpoolDir) -> bool:
 
 
 def require_spool(spool: SpoolDir) -> None:
-    """Check that ``spool`` exists before reading it, so a wrong path is not an empty spool.
+    """Check that ``spool`` exists before reading it, so a wrong path is not an empty spool,
+    and that it is of this jobq's format, so that it is not misread.
 
     Raises:
         NoSpool: if there is no spool at that path.
+        ConfigurationError: if it holds a spool of another format (or a damaged marker).
         SpoolError: if the path cannot be looked at (permission denied).
     """
     if not is_spool(spool):
@@ -82,6 +87,7 @@ def require_spool(spool: SpoolDir) -> None:
             f"no spool at {spool.root} (give --spool PATH or set JOBQ_SPOOL; enqueueing a job "
             "or starting a worker creates one)"
         )
+    spool.check_format()
 
 
 def worker_list(spool: SpoolDir, *, include_expired: bool = False) -> list[dict[str, Any]]:
@@ -94,8 +100,8 @@ def worker_list(spool: SpoolDir, *, include_expired: bool = False) -> list[dict[
         now = time.time()  # a read-only spool: our clock is the best guess left
     workers = []
     for worker_id, seen, info in spool.workers():
-        lease = info.get("lease", 30.0)
-        expired = now - seen > (float(lease) if isinstance(lease, int | float) else 30.0)
+        # A registration a power cut emptied says no lease: shown with the default one.
+        expired = now - seen > lease_of(info)
         if expired and not include_expired:
             continue
         entry = {
@@ -146,7 +152,8 @@ def invalid_count(spool: SpoolDir) -> int:
 
 def invalid_files(spool: SpoolDir, *, limit: int | None = None) -> list[dict[str, Any]]:
     """Quarantined files, newest first: file, path, reason, quarantined_at, and the job's
-    id, name and queue where the file still decodes as a job (else None)."""
+    id, name and queue where the file still decodes as a job, else the id and queue its
+    name tells (an outcome record's does), else None."""
     rows = []
     for name in _invalid_names(spool):
         path = spool.path(L.INVALID, name)
@@ -167,6 +174,10 @@ def invalid_files(spool: SpoolDir, *, limit: int | None = None) -> list[dict[str
             job = None
         if job is not None:
             row.update(id=job.id, name=job.name, queue=job.queue)
+        else:
+            with contextlib.suppress(InvalidName):  # an empty record still has its name
+                told = L.parse_quarantined(name)
+                row.update(id=told.job_id, queue=told.queue)
         rows.append(row)
     rows.sort(key=lambda r: r["quarantined_at"] or 0.0, reverse=True)
     return rows if limit is None else rows[:limit]
@@ -201,7 +212,9 @@ def job_info(spool: SpoolDir, job_id: str, *, details: bool = False) -> dict[str
         if info is not None:
             break
     else:
-        raise JobNotFound(f"no job {job_id} in spool {spool.root}")
+        info = _invalid_info(records.quarantined(spool, job_id))
+        if info is None:
+            raise JobNotFound(f"no job {job_id} in spool {spool.root}")
     progress = _read(spool.progress_path(job_id))
     try:
         info["progress"] = orjson.loads(progress) if progress else None
@@ -213,17 +226,12 @@ def job_info(spool: SpoolDir, job_id: str, *, details: bool = False) -> dict[str
 
 
 def _finished_info(spool: SpoolDir, job_id: str) -> dict[str, Any] | None:
-    path = spool.find_finished(job_id)
-    if path is None:
+    found = records.find(spool, job_id, look_in_invalid=False)
+    if found is None:
         return None
-    raw = _read(path)
-    if raw is None:
-        return None
-    try:
-        job, outcome = decode_record(raw)
-    except CorruptJob:
-        return None
-    info = job.to_dict()
+    if isinstance(found, records.Quarantined):  # damaged: quarantined as we met it
+        return _invalid_info(found)
+    info = found.job.to_dict()
     info.pop("format", None)
     info.update(
         {
@@ -235,8 +243,34 @@ def _finished_info(spool: SpoolDir, job_id: str) -> dict[str, Any] | None:
             "worker": None,
         }
     )
-    info.update(outcome)
-    info["state"] = os.path.basename(os.path.dirname(os.path.dirname(path)))
+    info.update(found.outcome)
+    info["state"] = found.state
+    return info
+
+
+def _invalid_info(found: records.Quarantined | None) -> dict[str, Any] | None:
+    """A quarantined job as ``job_info`` shows it: state ``invalid``, the reason as its error,
+    and what its file still tells (nothing, for an empty one)."""
+    if found is None:
+        return None
+    info: dict[str, Any] = {
+        "id": found.job_id, "name": None, "queue": found.queue, "args": None, "kwargs": None,
+        "priority": None, "enqueued_at": None, "attempts": None, "started_at": None,
+        "finished_at": None, "result": None, "error": found.error(), "worker": None,
+    }  # fmt: skip
+    raw = _read(found.path)
+    try:
+        job = decode_job(raw) if raw else None
+    except CorruptJob:
+        job = None
+    if job is not None and job.id == found.job_id:
+        shown = job.to_dict()
+        shown.pop("format", None)
+        info.update(shown)
+    name = os.path.basename(found.path).rpartition("@")[2]
+    with contextlib.suppress(InvalidName):
+        info["attempts"] = JobFileName.parse(name).attempts  # a job file's name counts starts
+    info["state"] = INVALID
     return info
 
 
@@ -304,13 +338,19 @@ def list_jobs(
         for path, attempts in listed:
             if limit is not None and len(rows) >= limit:
                 return rows
-            raw = _read(path)
-            if raw is None:
-                continue
-            try:
-                job, outcome = decode_record(raw)
-            except CorruptJob:
-                continue
+            if st in L.FINISHED_STATES:
+                record = records.read(spool, path)  # quarantines a damaged record
+                if not isinstance(record, records.Record):
+                    continue  # gone, or now listed by --state invalid
+                job, outcome = record.job, record.outcome
+            else:
+                raw = _read(path)
+                if raw is None:
+                    continue
+                try:
+                    job, outcome = decode_record(raw)
+                except CorruptJob:
+                    continue
             rows.append({
                 "id": job.id, "name": job.name, "queue": job.queue, "state": st,
                 "attempts": outcome.get("attempts", attempts), "enqueued_at": job.enqueued_at,

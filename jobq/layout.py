@@ -8,6 +8,7 @@ route jobs from a directory listing alone::
     queues/Q/waiting/    <pending name>                        held by after= dependencies
     running/WORKER/      Q@<pending name>                      A already counts this start
     done/Q/ID.json, failed/Q/ID.json, cancelled/Q/ID.json      outcome records
+    invalid/             the quarantined file's name (STATE@Q@ID.json for an outcome record)
 
 The priority key is ``10000 - priority``, so higher priorities sort first and equal priorities
 run in enqueue order. docs/spool-format.md is the full specification.
@@ -16,6 +17,7 @@ run in enqueue order. docs/spool-format.md is the full specification.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from jobq.errors import InvalidName
 from jobq.names import check_job_id, check_queue
@@ -40,6 +42,7 @@ __all__ = (
     "MIN_PRIORITY",
     "PENDING",
     "QUEUES",
+    "REASON_SUFFIX",
     "RUNNING",
     "SCHEDULED",
     "SCHEDULES",
@@ -47,8 +50,11 @@ __all__ = (
     "WAITING",
     "WORKERS",
     "JobFileName",
+    "QuarantinedName",
+    "parse_quarantined",
     "parse_running",
     "parse_scheduled",
+    "quarantined_record_name",
 )
 
 FORMAT_VERSION = 1
@@ -73,6 +79,7 @@ SCHEDULES = "schedules"  # schedules/NAME.json: periodic jobs the workers serve
 LIMITS = "limits"  # limits/NAME/: running slots and rate tokens of limited jobs
 EXPIRY = "expiry"  # expiry/: when done records with a result_ttl are removed
 JOB_SUFFIX = ".json"
+REASON_SUFFIX = ".reason"  # invalid/NAME.reason: why NAME was quarantined
 FINISHED_STATES = (DONE, FAILED, CANCELLED)
 
 MIN_PRIORITY = -9999
@@ -156,3 +163,53 @@ def parse_running(name: str) -> tuple[str, JobFileName]:
     if not sep:
         raise InvalidName(f"not a running job file name: {name!r}")
     return check_queue(queue), JobFileName.parse(rest)
+
+
+class QuarantinedName(NamedTuple):
+    """The job a file in ``invalid/`` belonged to, as its name tells.
+
+    Attributes:
+        job_id: the job's id.
+        queue: its queue, where the name says it (running files, outcome records).
+        state: the state of a quarantined outcome record (``done``, ``failed`` or
+            ``cancelled``); None for a job file.
+    """
+
+    job_id: str
+    queue: str | None
+    state: str | None
+
+
+def quarantined_record_name(state: str, queue: str, job_id: str) -> str:
+    """The name in ``invalid/`` of the outcome record ``STATE/QUEUE/ID.json``."""
+    return f"{state}@{queue}@{job_id}{JOB_SUFFIX}"
+
+
+def parse_quarantined(name: str) -> QuarantinedName:
+    """Which job a file in ``invalid/`` belonged to.
+
+    A quarantined file keeps the name it had (a pending, scheduled or running job file name;
+    ``ID.PID.RANDOM.retry`` for a ``jobq retry`` stopped halfway), or takes
+    ``STATE@QUEUE@ID.json`` for an outcome record; a ``.XXXXXX`` suffix tells apart two
+    files of one name.
+
+    Raises:
+        InvalidName: if the name tells no job (a foreign file, a ``.reason`` file).
+    """
+    stem, dot, tail = name.rpartition(".")
+    if dot and len(tail) == 6 and all(c in "0123456789abcdef" for c in tail):
+        name = stem  # the suffix quarantine adds when the name was taken
+    if name.endswith(".retry"):
+        return QuarantinedName(check_job_id(name.partition(".")[0]), None, None)
+    state, sep, rest = name.partition("@")
+    if sep and state in FINISHED_STATES:
+        queue, sep, filename = rest.partition("@")
+        if sep and filename.endswith(JOB_SUFFIX):
+            job_id = check_job_id(filename[: -len(JOB_SUFFIX)])
+            return QuarantinedName(job_id, check_queue(queue), state)
+    if sep:
+        queue, job = parse_running(name)
+        return QuarantinedName(job.job_id, queue, None)
+    if name.count("-") == 4:
+        return QuarantinedName(parse_scheduled(name)[1].job_id, None, None)
+    return QuarantinedName(JobFileName.parse(name).job_id, None, None)

@@ -18,9 +18,20 @@ from jobq.errors import SpoolError
 from jobq.model import CorruptJob, Outcome, decode_job, encode_record
 from jobq.spool import Claimed, Finish, SpoolDir
 
-__all__ = ("LOST_ALLOWANCE", "Heartbeat", "reap_expired", "reap_worker", "requeue_held")
+__all__ = (
+    "DEFAULT_LEASE",
+    "LOST_ALLOWANCE",
+    "Heartbeat",
+    "lease_of",
+    "reap_expired",
+    "reap_worker",
+    "requeue_held",
+)
 
 logger = logging.getLogger("jobq.worker")
+
+#: The lease assumed for a worker whose lease is unknown, when the reaper has none of its own.
+DEFAULT_LEASE = 30.0
 
 #: Starts lost with a dead worker that a job may use beyond its retries before it is declared
 #: poison (it may be what kills the workers) and moved to ``failed``.
@@ -133,24 +144,52 @@ def reap_worker(
     return counts
 
 
-def reap_expired(spool: SpoolDir, own_id: str) -> list[str]:
+def lease_of(info: dict[str, object], estimate: float = DEFAULT_LEASE) -> float:
+    """The lease a worker's registration states, or ``estimate`` if it states none.
+
+    A registration that a power cut emptied states nothing (``spool.workers()`` lists it
+    with ``{}``); its mtime is still its last heartbeat.
+    """
+    lease = info.get("lease")
+    if isinstance(lease, bool) or not isinstance(lease, int | float) or not lease > 0:
+        return estimate
+    return float(lease)
+
+
+def _pid_in(worker_id: str) -> int | None:
+    """The pid in a jobq worker id (``host.pid.random``, docs/spool-format.md), if it has one.
+
+    For a dead worker whose registration no longer says it: with the pid, the reaper
+    completes the commits it left halfway at once rather than after ``collect_tmp``'s hour.
+    """
+    parts = worker_id.split(".")
+    return int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
+
+
+def reap_expired(spool: SpoolDir, own_id: str, lease: float | None = None) -> list[str]:
     """Reap every worker whose lease expired by the spool's clock; returns their ids.
 
-    A running directory without a registration (a worker that died while registering, or a
-    reaper that died halfway) is reaped once it is a lease old.
+    A worker whose lease is unknown is judged by ``lease``, the reaper's own: workers of one
+    deployment mostly share ``--lease``, and the registrations or directories concerned are
+    a dead worker's leftovers. That is a registration that is not JSON (emptied by a power
+    cut) judged by its mtime, and a running directory without a registration (a worker that
+    died while registering, or a reaper that died halfway) judged by its mtime.
+
+    Args:
+        spool: the spool.
+        own_id: the reaper's worker id, never reaped.
+        lease: the reaper's lease; default ``DEFAULT_LEASE``.
     """
+    estimate = DEFAULT_LEASE if lease is None else lease
     now = spool.now()
     reaped = []
     registered = set()
     for worker_id, seen, info in spool.workers():
         registered.add(worker_id)
-        lease = info.get("lease", 30.0)
-        lease = float(lease) if isinstance(lease, int | float) else 30.0
-        if worker_id != own_id and now - seen > lease:
+        if worker_id != own_id and now - seen > lease_of(info, estimate):
             pid = info.get("pid")
-            counts = reap_worker(
-                spool, worker_id, who=own_id, pid=pid if isinstance(pid, int) else None
-            )
+            pid = pid if isinstance(pid, int) else _pid_in(worker_id)
+            counts = reap_worker(spool, worker_id, who=own_id, pid=pid)
             logger.warning(
                 "reaped worker %s (silent for %.1f s): %s", worker_id, now - seen, counts
             )
@@ -162,7 +201,7 @@ def reap_expired(spool: SpoolDir, own_id: str) -> list[str]:
             age = now - os.stat(spool.running_dir(worker_id)).st_mtime
         except FileNotFoundError:
             continue
-        if age > 30.0:
-            reap_worker(spool, worker_id, who=own_id)
+        if age > estimate:
+            reap_worker(spool, worker_id, who=own_id, pid=_pid_in(worker_id))
             reaped.append(worker_id)
     return reaped

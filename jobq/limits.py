@@ -124,6 +124,7 @@ class Limits:
         self._inodes: dict[str, int] = {}  # slot path -> inode of the file we created
         self._tokens: dict[str, str] = {}  # job id -> start token taken for it, not stamped
         self._dirs: set[str] = set()  # limit directories known to exist
+        self._unreleased: list[tuple[str, int | None]] = []  # slots a spool error kept
 
     def admit(self, job: Job, held: Claimed, worker_id: str) -> bool:
         """Take what a claimed job needs to start; if missing, hold it back in pending.
@@ -180,13 +181,19 @@ class Limits:
     def release(self, job_id: str) -> None:
         """Give back the slot held for ``job_id``, if any (the attempt ended)."""
         slot = self._held.pop(job_id, None)
-        if slot is None:
-            return
-        ino = self._inodes.pop(slot, None)
-        with contextlib.suppress(FileNotFoundError):
-            # Only our own file: after a lost lease a new owner may hold this slot now.
-            if ino is None or os.stat(slot).st_ino == ino:
-                os.unlink(slot)
+        if slot is not None:
+            self._unreleased.append((slot, self._inodes.pop(slot, None)))
+        while self._unreleased:
+            slot, ino = self._unreleased[-1]
+            try:
+                with contextlib.suppress(FileNotFoundError):
+                    # Only our own file: after a lost lease a new owner may hold this slot now.
+                    if ino is None or os.stat(slot).st_ino == ino:
+                        os.unlink(slot)
+            except OSError as exc:  # the spool is away: the next release tries again
+                logger.warning("cannot give back a slot of %s yet: %s", slot, exc)
+                return
+            self._unreleased.pop()
 
     # -- slots -----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ import orjson
 from jobq import dependencies, expiry, fileio
 from jobq import layout as L
 from jobq.model import Outcome, encode_record
+from jobq.outage import Outage, is_unreachable
 from jobq.registry import lookup
 from jobq.report import Reporter
 from jobq.runner import Ending, backoff_delay
@@ -101,6 +103,10 @@ class Settler:
         #: Seconds ``done`` records are kept for jobs without a ``result_ttl`` of their own.
         self.result_ttl: float | None = None
         self._ttls: dict[str, float] = {}  # job id -> ttl of a done record being committed
+        #: Shared with the worker: the committer reports and rides out spool outages.
+        self.outage = Outage()
+        #: Whether the worker's lease is lost (a reaper may own its jobs now).
+        self.lease_lost: Callable[[], bool] = lambda: False
         self._send: MemoryObjectSendStream[_Commit]
         self._receive: MemoryObjectReceiveStream[_Commit]
         self._send, self._receive = anyio.create_memory_object_stream[_Commit](math.inf)
@@ -226,9 +232,12 @@ class Settler:
                 results: list[bool | OSError]
                 try:
                     results = list(await anyio.to_thread.run_sync(self._commit, finishes))
-                except OSError:
-                    # One record that does not fit must not sink the others in its batch.
-                    results = [await self._commit_alone(fin) for fin in finishes]
+                except OSError as exc:
+                    if is_unreachable(exc):
+                        results = list(await self._ride_out(finishes, exc))
+                    else:
+                        # One record that does not fit must not sink the others in its batch.
+                        results = [await self._commit_alone(fin) for fin in finishes]
                 for (_, event, box), ok in zip(batch, results, strict=True):
                     box.append(ok)
                     event.set()
@@ -249,6 +258,45 @@ class Settler:
         except OSError as exc:
             logger.warning("after recording outcomes (housekeeping retries): %s", exc)
         return results
+
+    async def _ride_out(self, finishes: list[Finish], exc: OSError) -> list[bool | OSError]:
+        """Commit ``finishes`` once the spool answers again, unless the lease ran out first.
+
+        The outcomes are kept rather than turned into failures: the jobs ran, and the spool
+        being away says nothing about them. Once the lease is lost they are fenced: a reaper
+        owns the jobs and runs them again.
+        """
+        self.outage.failed("recording outcomes", exc)
+        while True:
+            await anyio.sleep(self.outage.next_delay())
+            if self.lease_lost():
+                return [False] * len(finishes)
+            try:
+                results = await anyio.to_thread.run_sync(self._recommit, finishes)
+            except OSError as again:
+                if is_unreachable(again):
+                    continue
+                return [await self._commit_alone(fin) for fin in finishes]
+            self.outage.recovered()
+            return list(results)
+
+    def _recommit(self, finishes: list[Finish]) -> list[bool]:
+        """Commit again after an error that may have struck anywhere in the first commit.
+
+        A job file already gone from ``running/`` passed its commit point before the error
+        (our lease held, so no reaper took it): its staged record is completed like a dead
+        worker's (``complete_commits``), and it counts as recorded if its record is there.
+        """
+        self.spool.complete_commits(os.getpid())
+        todo = [fin for fin in finishes if os.path.lexists(fin.src)]
+        results = self._commit(todo) if todo else []
+        recorded = dict(zip((fin.job_id for fin in todo), results, strict=True))
+        return [
+            recorded[fin.job_id]
+            if fin.job_id in recorded
+            else os.path.exists(self.spool.finished_path(fin.state, fin.queue, fin.job_id))
+            for fin in finishes
+        ]
 
     async def _commit_alone(self, finish: Finish) -> bool | OSError:
         try:

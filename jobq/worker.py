@@ -26,10 +26,11 @@ from jobq.context import CaptureHandler, new_context
 from jobq.errors import ConfigurationError, InvalidName
 from jobq.holdback import HoldBack
 from jobq.housekeeping import Housekeeping
-from jobq.lease import Heartbeat
+from jobq.lease import Heartbeat, requeue_held
 from jobq.limits import Limits
 from jobq.model import CorruptJob, Job, decode_job
 from jobq.names import check_queue
+from jobq.outage import Outage
 from jobq.registry import lookup, registered_names
 from jobq.report import Reporter
 from jobq.runner import Ending, run_attempt
@@ -136,6 +137,12 @@ class Worker:
         self._limits = Limits(self.spool, self._holdback)
         self._backlog = Backlog(self.spool.pending_names, self.queues)
         self.id = _new_worker_id()
+        #: The id this worker takes when it registers again after a lost lease: chosen once
+        #: per loss, so that failed attempts while the spool is down do not churn ids.
+        self._successor: str | None = None
+        #: Ids this worker held before lost leases, whose jobs are still to be handed back.
+        self.retired: list[str] = []
+        self.outage = Outage()
         self.processed = 0
         self.running: dict[str, Attempt] = {}
         self._stopping = False
@@ -146,9 +153,9 @@ class Worker:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def _register(self) -> None:
+    def _register(self, worker_id: str) -> None:
         info = {
-            "id": self.id,
+            "id": worker_id,
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "queues": self.queues,
@@ -156,14 +163,26 @@ class Worker:
             "lease": self.lease,
             "started_at": time.time(),
         }
-        self.spool.register_worker(self.id, info)
-        self.heartbeat = Heartbeat(self.spool, self.id, self.lease)
+        self.spool.register_worker(worker_id, info)
+        self.id = worker_id
+        self.heartbeat = Heartbeat(self.spool, worker_id, self.lease)
         self.heartbeat.start()
 
     def register_anew(self) -> None:
-        """Register under a new id (after a lost lease): new claims go to the new id."""
-        self.id = _new_worker_id()
-        self._register()
+        """Register under a new id (after a lost lease): new claims go to the new id.
+
+        Raises:
+            OSError: if the spool refused; the next call tries the same new id again.
+        """
+        if self._successor is None:
+            self._successor = _new_worker_id()
+        self._register(self._successor)
+        self._successor = None
+
+    @property
+    def lease_lost(self) -> bool:
+        """Whether the current registration's lease is lost (its jobs are no longer ours)."""
+        return self.heartbeat is not None and self.heartbeat.lost.is_set()
 
     def stop(self) -> None:
         """Stop claiming new jobs; running ones finish (within ``grace`` under signals)."""
@@ -187,10 +206,12 @@ class Worker:
         self._changed = anyio.Event()
         for queue in self.queues:
             await anyio.to_thread.run_sync(self.spool.ensure_queue, queue)
-        await anyio.to_thread.run_sync(self._register)
+        await anyio.to_thread.run_sync(self._register, self.id)
         handler = CaptureHandler()
         logging.getLogger().addHandler(handler)
         self._settler = Settler(self.spool, lambda: self.id, self.lease, self.report)
+        self._settler.outage = self.outage
+        self._settler.lease_lost = lambda: self.lease_lost
         self.flush_log = self._settler.flush_log
         self._unknown = UnknownJobs(self._holdback, 0.0 if burst else self.unknown_grace)
         self._settler.result_ttl = self.result_ttl
@@ -199,9 +220,10 @@ class Worker:
             async with anyio.create_task_group() as outer:
                 outer.start_soon(self._settler.committer)
                 await outer.start(self.report.hooks.run)
-                outer.start_soon(Housekeeping(self, burst=burst).run)
                 if self.handle_signals:
                     outer.start_soon(self._signals, outer)
+                # Start-up chores (reaping, collecting tmp/) finish before the first claim.
+                await outer.start(Housekeeping(self, burst=burst).run)
                 async with anyio.create_task_group() as jobs:
                     await self._claim_loop(jobs, burst)
                 await self.report.hooks.drain()  # the last jobs' hooks, bounded by their timeout
@@ -215,7 +237,10 @@ class Worker:
             if self.heartbeat is not None:
                 self.heartbeat.stop()
             if clean and not self.hard_stopped and not self.running:
-                await anyio.to_thread.run_sync(self.spool.deregister_worker, self.id)
+                try:
+                    await anyio.to_thread.run_sync(self.spool.deregister_worker, self.id)
+                except OSError as exc:  # the reaper removes it after a lease
+                    logger.warning("cannot deregister worker %s: %s", self.id, exc)
 
     async def _signals(self, outer: TaskGroup) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -261,10 +286,22 @@ class Worker:
                     with anyio.move_on_after(left if free > 0 else math.inf):
                         await self.wait_change()
                     continue
+                if self.lease_lost:  # no claims until housekeeping registered us again
+                    with anyio.move_on_after(0.1):
+                        await self.wait_change()
+                    continue
                 wake.clear()  # before the scan: a file landing during it raises the flag again
                 # A job that ends during the scan may requeue itself behind the scan's back.
                 finished_before = self.processed
-                scan = await anyio.to_thread.run_sync(self._claim_batch, free)
+                try:
+                    scan = await anyio.to_thread.run_sync(self._sweep_and_claim, free)
+                except OSError as exc:
+                    # Jobs claimed before the error stay in our running directory: the stray
+                    # sweep hands them back once the spool answers.
+                    self.outage.failed("claiming", exc)
+                    await anyio.sleep(self.outage.next_delay())
+                    continue
+                self.outage.recovered()
                 claimed, next_due = scan.claimed, scan.next_due
                 for held, job in claimed:
                     self._start(jobs, held, job)
@@ -343,6 +380,25 @@ class Worker:
             claimed, None if next_due is None else next_due / 1_000_000, soon or seen, contended
         )
 
+    def _sweep_and_claim(self, limit: int) -> _Scan:
+        if self.outage.strays:
+            self._requeue_strays()
+        return self._claim_batch(limit)
+
+    def _requeue_strays(self) -> None:
+        """Hand back the jobs in our running directory that no attempt of ours holds.
+
+        After a filesystem error halfway through a claim batch or a settle, a job file can be
+        left in ``running/WORKER/`` with nothing running it; the lease holds (we heartbeat),
+        so no reaper would take it. Runs in the claim batch's thread hop, so no claim of ours
+        is in flight meanwhile.
+        """
+        for held in self.spool.running_jobs(self.id):
+            if held.job_id not in self.running:
+                what = requeue_held(self.spool, held, who=self.id)
+                logger.warning("job %s: handed back after a spool error (%s)", held.job_id, what)
+        self.outage.strays = False
+
     def _admit(self, job: Job, held: Claimed) -> bool:
         """Whether a claimed job may start now; if not, it went back to pending for a while
         (a name this worker does not know, a full limit: see ``jobq.holdback``)."""
@@ -393,6 +449,10 @@ class Worker:
                 )
             await self.flush_log(run)
             await self._settler.settle(run, ending)
+        except OSError as exc:
+            # The job file stays in running/: the stray sweep hands it back once the spool
+            # answers, or a reaper does if our lease runs out first.
+            self.outage.failed(f"settling job {run.job.id}", exc)
         finally:
             self._limits.finished(run.job.id)
             self.running.pop(run.job.id, None)

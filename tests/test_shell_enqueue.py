@@ -137,6 +137,15 @@ def test_shell_script_refuses_another_format(spool_path: Path, enqueue_script: P
     assert list(spool_path.rglob("*.json")) == [spool_path / "jobq-spool.json"]
 
 
+def test_shell_script_rewrites_an_empty_marker(spool_path: Path, enqueue_script: Path) -> None:
+    e2e.add.enqueue_sync(1, 2)
+    (spool_path / "jobq-spool.json").write_bytes(b"")  # a power cut's leftover of its creation
+    done = shell_enqueue(enqueue_script, str(spool_path), "e2e.add", "[1, 2]")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((spool_path / "jobq-spool.json").read_bytes()) == {"format": 1}
+    assert job_status(spool_path, done.stdout.strip())["state"] == "pending"
+
+
 def test_api_writes_what_the_doc_describes(spool_path: Path) -> None:
     high = e2e.add.options(priority=5).enqueue_sync(1, 2)
     low = e2e.square.options(priority=-9999).enqueue_sync(3)

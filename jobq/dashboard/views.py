@@ -133,7 +133,7 @@ def job_page(request: Request) -> Response:
     text, offset, cut = _log_tail(dash.spool, info["id"])
     context = {
         "job": info,
-        "finished": info["state"] in L.FINISHED_STATES,
+        "finished": info["state"] in (*L.FINISHED_STATES, L.INVALID),
         "percent": _percent(info.get("progress")),
         "log": text,
         "log_offset": offset,

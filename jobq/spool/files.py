@@ -107,9 +107,13 @@ class FileOps:
 
     # -- primitives ------------------------------------------------------------------------
 
-    def fsync_dir(self, directory: str) -> None:
-        """Make the entries of ``directory`` durable (a no-op when not durable)."""
-        if not self.durable:
+    def fsync_dir(self, directory: str, *, always: bool = False) -> None:
+        """Make the entries of ``directory`` durable (a no-op when not durable).
+
+        Args:
+            always: fsync even when not durable (files a power cut must not empty).
+        """
+        if not (self.durable or always):
             return
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -189,16 +193,21 @@ class FileOps:
     def _temp_path(self, stem: str, suffix: str) -> str:
         return self.path(L.TMP, f"{stem}.{os.getpid()}.{secrets.token_hex(4)}{suffix}")
 
-    def _publish_file(self, dest: str, data: bytes) -> None:
+    def _publish_file(self, dest: str, data: bytes, *, always_sync: bool = False) -> None:
+        """Publish ``data`` as ``dest`` through ``tmp/`` (durably if durable, or ``always_sync``).
+
+        ``always_sync`` is for the few files written once per spool or worker start whose
+        loss to a power cut costs more than their fsyncs: the format marker, registrations.
+        """
         tmp = self._temp_path(os.path.basename(dest), ".tmp")
-        self._write_new(tmp, data)
+        self._write_new_file(tmp, data, sync=self.durable or always_sync)
         try:
             os.rename(tmp, dest)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        self.fsync_dir(os.path.dirname(dest))
+        self.fsync_dir(os.path.dirname(dest), always=always_sync)
 
     def rename(self, src: str, dst: str, *, src_ino: int | None = None) -> bool:
         """Rename ``src`` to ``dst``; False if ``src`` was gone (a lost race).

@@ -12,14 +12,13 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import orjson
-
 from jobq import layout as L
-from jobq.errors import ConfigurationError, InvalidName
+from jobq.errors import InvalidName
 from jobq.layout import JobFileName, parse_scheduled
 from jobq.model import Job, encode_job
 from jobq.names import check_queue
 from jobq.spool.files import DIR_MODE, FILE_MODE, FileOps, list_names, translated
+from jobq.spool.marker import check_marker, write_marker
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -106,8 +105,9 @@ class JobFiles(FileOps):
         """Create the spool layout (mode 0700) and its format marker if missing.
 
         Raises:
-            ConfigurationError: if the directory holds a spool of another format version.
-            SpoolError: if the directories cannot be created.
+            ConfigurationError: if the directory holds a spool of another format version,
+                or a marker that is neither empty nor ``{"format": N}``.
+            SpoolError: if the directories cannot be created or the marker cannot be read.
         """
         if self._ready:
             return
@@ -122,18 +122,24 @@ class JobFiles(FileOps):
             for state in (*L.FINISHED_STATES, L.CANCEL_REQUESTS):
                 os.makedirs(self.path(state), mode=DIR_MODE, exist_ok=True)
             if not os.path.exists(marker):
-                self._publish_file(marker, orjson.dumps({"format": L.FORMAT_VERSION}))
-        try:
-            with open(marker, "rb") as f:
-                version = orjson.loads(f.read()).get("format")
-        except (OSError, ValueError, AttributeError):
-            version = None
-        if version != L.FORMAT_VERSION:
-            raise ConfigurationError(
-                f"{self.root} holds a spool of format {version!r}; this jobq reads format "
-                f"{L.FORMAT_VERSION} (use another --spool or upgrade jobq)"
-            )
+                write_marker(self)
+        if not check_marker(self):
+            # Repair is best effort: a read-only spool is still read as what it is.
+            with contextlib.suppress(OSError):
+                write_marker(self)
         self._ready = True
+
+    def check_format(self) -> bool:
+        """Check the format marker of an existing spool, without writing anything.
+
+        Returns:
+            False if the marker is empty (a power cut's leftover, taken as this format).
+
+        Raises:
+            ConfigurationError: if the marker names another format or is not a marker.
+            SpoolError: if it cannot be read.
+        """
+        return check_marker(self)
 
     def ensure_queue(self, queue: str) -> None:
         """Create the directories of ``queue`` if missing."""
@@ -369,14 +375,20 @@ class JobFiles(FileOps):
                 self.fsync_dir(self.pending_dir(queue))
         return moved, next_due
 
-    def quarantine(self, src: str, reason: str) -> str | None:
+    def quarantine(self, src: str, reason: str, *, name: str | None = None) -> str | None:
         """Move a bad file byte-for-byte into ``invalid/`` with a ``.reason`` file beside it.
+
+        Args:
+            src: the file.
+            reason: why, for the operator (``jobq jobs --state invalid``).
+            name: its name in ``invalid/`` (default: the name it has), which must tell the
+                job it belonged to (see ``jobq.layout.parse_quarantined``).
 
         Returns:
             The new path, or None if the file was already gone.
         """
         self.ensure()
-        base = os.path.basename(src)
+        base = name or os.path.basename(src)
         dest = self.path(L.INVALID, base)
         with translated("quarantine a bad job file"):
             if os.path.exists(dest):
@@ -384,6 +396,6 @@ class JobFiles(FileOps):
             if not self.rename(src, dest):
                 return None
             with contextlib.suppress(FileExistsError):
-                self._write_new(dest + ".reason", (reason.rstrip("\n") + "\n").encode())
+                self._write_new(dest + L.REASON_SUFFIX, (reason.rstrip("\n") + "\n").encode())
             self.fsync_dir(self.path(L.INVALID))
         return dest

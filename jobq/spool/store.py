@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import orjson
 
 from jobq import layout as L
 from jobq.errors import InvalidName
-from jobq.layout import JobFileName, parse_running, parse_scheduled
-from jobq.model import Job, encode_job
+from jobq.layout import (
+    JobFileName,
+    QuarantinedName,
+    parse_quarantined,
+    parse_running,
+    parse_scheduled,
+)
+from jobq.model import CorruptJob, Job, Outcome, decode_job, encode_job, encode_record
 from jobq.names import check_job_id, check_queue
 from jobq.spool.files import DIR_MODE, FILE_MODE, list_names, translated
 from jobq.spool.jobs import Claimed, JobFiles
@@ -61,6 +69,26 @@ class SpoolDir(JobFiles):
                 if os.path.exists(path):
                     return path
         return None
+
+    def find_quarantined(self, job_id: str) -> tuple[str, QuarantinedName] | None:
+        """The file of ``job_id`` in ``invalid/`` and what its name tells, or None.
+
+        An outcome record comes first (it is the job's last word), then a job file.
+        """
+        found = None
+        directory = self.path(L.INVALID)
+        for filename in sorted(list_names(directory)):
+            if job_id not in filename or filename.endswith(L.REASON_SUFFIX):
+                continue
+            try:
+                told = parse_quarantined(filename)
+            except InvalidName:
+                continue
+            if told.job_id == job_id:
+                if told.state is not None:
+                    return os.path.join(directory, filename), told
+                found = found or (os.path.join(directory, filename), told)
+        return found
 
     def find_waiting(self, job_id: str) -> tuple[str, Claimed] | None:
         """Find a pending, scheduled, waiting or running job: its state and where, or None."""
@@ -111,11 +139,15 @@ class SpoolDir(JobFiles):
     # -- workers, leases, clock ------------------------------------------------------------
 
     def register_worker(self, worker_id: str, info: dict[str, object]) -> None:
-        """Create the worker's running directory and registration (its first heartbeat)."""
+        """Create the worker's running directory and registration (its first heartbeat).
+
+        The registration is fsynced even when not durable: it is written once per start,
+        and one emptied by a power cut no longer says the worker's lease (see ``workers``).
+        """
         self.ensure()
         with translated("register the worker"):
             os.makedirs(self.running_dir(worker_id), mode=DIR_MODE, exist_ok=True)
-            self._publish_file(self.worker_file(worker_id), orjson.dumps(info))
+            self._publish_file(self.worker_file(worker_id), orjson.dumps(info), always_sync=True)
 
     def heartbeat(self, worker_id: str) -> bool:
         """Renew the worker's lease; False if its registration is gone (it was reaped)."""
@@ -133,7 +165,12 @@ class SpoolDir(JobFiles):
             os.unlink(self.worker_file(worker_id))
 
     def workers(self) -> list[tuple[str, float, dict[str, object]]]:
-        """Registered workers: (id, heartbeat mtime on the spool's clock, registration)."""
+        """Registered workers: (id, heartbeat mtime on the spool's clock, registration).
+
+        A registration that is not a JSON object (one a power cut emptied) is listed with
+        ``{}``: its mtime still tells when the worker was last seen, so it is judged like
+        any silent worker, with an estimated lease (see ``jobq.lease.reap_expired``).
+        """
         found = []
         for filename in list_names(self.path(L.WORKERS)):
             if not filename.endswith(L.JOB_SUFFIX):
@@ -141,10 +178,16 @@ class SpoolDir(JobFiles):
             path = self.path(L.WORKERS, filename)
             try:
                 with open(path, "rb") as f:
-                    info = orjson.loads(f.read())
+                    raw = f.read()
                 mtime = os.stat(path).st_mtime
-            except (OSError, ValueError):
-                continue
+            except OSError:
+                continue  # removed meanwhile (deregistered or reaped)
+            try:
+                info = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                info = None
+            if not isinstance(info, dict):
+                info = {}
             found.append((filename[: -len(L.JOB_SUFFIX)], mtime, info))
         return found
 
@@ -241,7 +284,9 @@ class SpoolDir(JobFiles):
         A destination that holds only the job (no ``state``) was renamed there by the commit
         that staged this record: the outcome is decided and only its contents are missing.
         With no destination the commit never reached its commit point: the job is still in
-        ``running/`` and the reaper requeues it.
+        ``running/`` and the reaper requeues it. A staged record that is not a whole record
+        (a power cut emptied it: durability off) must not replace the job: see
+        ``_recover_bare``.
         """
         state, _, rest = filename.partition("@")
         queue, _, rest = rest.partition("@")
@@ -249,17 +294,43 @@ class SpoolDir(JobFiles):
             if state not in L.FINISHED_STATES:
                 raise InvalidName(f"not a state: {state!r}")
             dest = self.finished_path(state, check_queue(queue), check_job_id(rest.split(".")[0]))
-            with open(dest, "rb") as f:
-                current = orjson.loads(f.read())
-            bare = isinstance(current, dict) and "state" not in current
+            bare = _state_of(self.read_file(dest)) is None
         except (InvalidName, OSError, ValueError):
             bare = False
         if not bare:
             self.remove(path)
             return
         with translated("complete an interrupted commit"):
-            if self.rename(path, dest):
+            try:
+                whole = _state_of(self.read_file(path)) == state
+            except (OSError, ValueError):
+                whole = False
+            if not whole:
+                self._recover_bare(dest, state)
+                self.remove(path)
+            elif self.rename(path, dest):
                 self.fsync_dir(os.path.dirname(dest))
+
+    def _recover_bare(self, dest: str, state: str) -> None:
+        """Settle a bare record whose staged record was lost: the job is there, its outcome not.
+
+        A job that ended ``done`` or ``failed`` goes back to pending and runs again, as any
+        job whose outcome was lost does (at least once); its lost start counts. One that was
+        ``cancelled`` stays cancelled: its record is written anew without the lost details.
+        """
+        try:
+            job = decode_job(self.read_file(dest))
+        except (OSError, CorruptJob):
+            return  # gone, or not a job: whoever reads the record quarantines it
+        if state == L.CANCELLED:
+            outcome = Outcome(L.CANCELLED, job.attempts_base, None, time.time())
+            self._publish_file(dest, encode_record(job, outcome))
+            return
+        name = replace(job.file_name, attempts=job.attempts_base + 1)
+        target = os.path.join(self.pending_dir(job.queue), name.filename)
+        self.ensure_queue(job.queue)
+        if self.move(dest, target):
+            self.fsync_dir(os.path.dirname(target))
 
     def key_age(self, job_id: str) -> float | None:
         """Seconds since the deduplication key of ``job_id`` was taken, None if it is free."""
@@ -267,3 +338,16 @@ class SpoolDir(JobFiles):
             return self.now() - os.stat(self.path(L.KEYS, job_id)).st_mtime
         except FileNotFoundError:
             return None
+
+
+def _state_of(raw: bytes) -> str | None:
+    """The ``state`` of an outcome record, None for a bare one (the job without its outcome).
+
+    Raises:
+        ValueError: if ``raw`` is not a JSON object (orjson's decode error is one).
+    """
+    data = orjson.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    state = data.get("state")
+    return state if isinstance(state, str) else None
