@@ -52,6 +52,10 @@ logger = logging.getLogger("jobq.worker")
 #: In burst mode, scheduled jobs due within this many seconds still count as work to wait for.
 BURST_HORIZON = 60.0
 
+#: Seconds between two listings of ``scheduled/`` (sooner when a listed job falls due): how
+#: late a delayed job or a retry that another process scheduled may start.
+SCHEDULED_EVERY = 0.1
+
 
 class _Scan(NamedTuple):
     """What one claim scan found."""
@@ -143,6 +147,8 @@ class Worker:
         #: Ids this worker held before lost leases, whose jobs are still to be handed back.
         self.retired: list[str] = []
         self.outage = Outage()
+        self._scheduled_look = 0.0  # time.monotonic() of the next listing of scheduled/
+        self._scheduled_due: int | None = None  # earliest due time (µs) it listed
         self.processed = 0
         self.running: dict[str, Attempt] = {}
         self._stopping = False
@@ -339,13 +345,7 @@ class Worker:
         ``jobq.backlog``), listed again once used up.
         """
         now_us = round(time.time() * 1_000_000)
-        next_due: int | None = None
-        for queue in self.queues:
-            moved, due = self.spool.promote_due_next(queue, now_us)
-            if moved:
-                self._backlog.invalidate()
-            if due is not None and (next_due is None or due < next_due):
-                next_due = due
+        next_due = self._promote_due(now_us)
         self._backlog.refresh_if_stale()
         claimed: list[tuple[Claimed, Job]] = []
         listed = seen = contended = False
@@ -398,6 +398,30 @@ class Worker:
                 what = requeue_held(self.spool, held, who=self.id)
                 logger.warning("job %s: handed back after a spool error (%s)", held.job_id, what)
         self.outage.strays = False
+
+    def _promote_due(self, now_us: int) -> int | None:
+        """Move due scheduled jobs to pending; when the next one is due (µs), or None.
+
+        ``scheduled/`` is listed at most every ``SCHEDULED_EVERY`` seconds, or sooner when
+        the earliest job it held is due: a busy worker scans after every finished job, and on
+        a network filesystem each listing is three round trips to the server. Between
+        listings the answer is the next look, so an idle worker wakes for it.
+        """
+        now = time.monotonic()
+        due = self._scheduled_due
+        if now < self._scheduled_look and (due is None or due > now_us):
+            look_us = now_us + round((self._scheduled_look - now) * 1_000_000)
+            return look_us if due is None else min(due, look_us)
+        next_due: int | None = None
+        for queue in self.queues:
+            moved, due = self.spool.promote_due_next(queue, now_us)
+            if moved:
+                self._backlog.invalidate()
+            if due is not None and (next_due is None or due < next_due):
+                next_due = due
+        self._scheduled_due = next_due
+        self._scheduled_look = now + SCHEDULED_EVERY
+        return next_due
 
     def _admit(self, job: Job, held: Claimed) -> bool:
         """Whether a claimed job may start now; if not, it went back to pending for a while

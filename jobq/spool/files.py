@@ -161,12 +161,14 @@ class FileOps:
         """``_write_new`` with the fsync optional; returns the new file's inode number."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         try:
+            # Before writing: a network filesystem's client still has the attributes the
+            # create returned; after a write it asks the server again.
+            ino = os.fstat(fd).st_ino
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
             if sync:
                 os.fsync(fd)
-            ino = os.fstat(fd).st_ino
         except BaseException:
             os.close(fd)
             with contextlib.suppress(OSError):
