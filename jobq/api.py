@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
-import os
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -13,7 +12,8 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, ca
 
 import anyio
 
-from jobq import admin, config, dependencies
+from jobq import admin, dependencies
+from jobq.config import spool_dir
 from jobq.context import JobContext, current_job_or_none, local_context
 from jobq.errors import ConfigurationError, SerializationError
 from jobq.handle import JobHandle
@@ -24,28 +24,18 @@ from jobq.model import Job, new_job_id
 from jobq.names import check_job_id, check_job_name, check_queue
 from jobq.periodic import Schedule
 from jobq.registry import JobSpec, register
-from jobq.spool import SpoolDir
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Callable, Coroutine, Iterable
+
+    from jobq.spool import SpoolDir
 
 __all__ = ("JobFunction", "JobOptions", "Spool", "job", "spool_dir")
 
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
-
-_SPOOLS: dict[tuple[str, bool], SpoolDir] = {}
-
-
-def spool_dir(path: str | os.PathLike[str] | None = None, durable: bool | None = None) -> SpoolDir:
-    """The (shared) low-level spool for ``path``, defaulting to the configured spool."""
-    root = os.path.abspath(os.fspath(path) if path is not None else config.default_spool_path())
-    flag = config.default_durable() if durable is None else durable
-    found = _SPOOLS.get((root, flag))
-    if found is None:
-        found = _SPOOLS[(root, flag)] = SpoolDir(root, durable=flag)
-    return found
 
 
 def _check_options(

@@ -15,7 +15,7 @@ import click
 import orjson
 
 from jobq import admin, config, inspect, render
-from jobq.api import spool_dir
+from jobq.config import spool_dir
 from jobq.errors import ConfigurationError, InvalidName, JobNotFound, JobqError, SpoolError
 from jobq.inspect import STATES
 from jobq.layout import FINISHED_STATES, FORMAT_FILE

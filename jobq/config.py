@@ -9,13 +9,15 @@ from __future__ import annotations
 import os
 
 from jobq.errors import ConfigurationError
+from jobq.spool import SpoolDir
 
-__all__ = ("DEFAULT_SPOOL", "configure", "default_durable", "default_spool_path")
+__all__ = ("DEFAULT_SPOOL", "configure", "default_durable", "default_spool_path", "spool_dir")
 
 DEFAULT_SPOOL = "./jobq-spool"
 
 _configured_spool: str | None = None
 _configured_durable: bool | None = None
+_SPOOLS: dict[tuple[str, bool], SpoolDir] = {}
 
 
 def configure(*, spool: str | os.PathLike[str] | None = None, durable: bool | None = None) -> None:
@@ -52,3 +54,17 @@ def default_durable() -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ConfigurationError(f"JOBQ_DURABLE={raw!r}: use 1 or 0")
+
+
+def spool_dir(path: str | os.PathLike[str] | None = None, durable: bool | None = None) -> SpoolDir:
+    """The (shared) low-level spool for ``path``, defaulting to the configured spool.
+
+    One ``SpoolDir`` per path and durability, shared by producers, workers and the CLI of
+    this process.
+    """
+    root = os.path.abspath(os.fspath(path) if path is not None else default_spool_path())
+    flag = default_durable() if durable is None else durable
+    found = _SPOOLS.get((root, flag))
+    if found is None:
+        found = _SPOOLS[(root, flag)] = SpoolDir(root, durable=flag)
+    return found

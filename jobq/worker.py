@@ -11,30 +11,27 @@ from __future__ import annotations
 import logging
 import math
 import os
-import random
 import secrets
 import signal
 import socket
 import time
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, cast
 
 import anyio
 
-from jobq.api import Spool, spool_dir
-from jobq.backlog import Backlog
+from jobq.claiming import Claimer
+from jobq.config import spool_dir
 from jobq.context import CaptureHandler, new_context
-from jobq.errors import ConfigurationError, InvalidName
-from jobq.holdback import HoldBack
+from jobq.errors import ConfigurationError
 from jobq.housekeeping import Housekeeping
-from jobq.lease import Heartbeat, requeue_held
-from jobq.limits import Limits
-from jobq.model import CorruptJob, Job, decode_job
+from jobq.lease import Heartbeat
 from jobq.names import check_queue
 from jobq.outage import Outage
 from jobq.registry import lookup, registered_names
 from jobq.report import Reporter
 from jobq.runner import Ending, run_attempt
 from jobq.settle import Attempt, Settler
+from jobq.spool import SpoolDir
 from jobq.unknown import UnknownJobs, unknown_job_error
 from jobq.waiting import Wakeup, poll_backoff, watching
 
@@ -43,27 +40,13 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
 
-    from jobq.spool import Claimed, SpoolDir
+    from jobq.api import Spool
+    from jobq.model import Job
+    from jobq.spool import Claimed
 
 __all__ = ("Worker",)
 
 logger = logging.getLogger("jobq.worker")
-
-#: In burst mode, scheduled jobs due within this many seconds still count as work to wait for.
-BURST_HORIZON = 60.0
-
-#: Seconds between two listings of ``scheduled/`` (sooner when a listed job falls due): how
-#: late a delayed job or a retry that another process scheduled may start.
-SCHEDULED_EVERY = 0.1
-
-
-class _Scan(NamedTuple):
-    """What one claim scan found."""
-
-    claimed: list[tuple[Claimed, Job]]
-    next_due: float | None  # when the earliest scheduled job is due (epoch seconds)
-    more_later: bool  # jobs pending or due within BURST_HORIZON (burst mode waits for them)
-    contended: bool  # another worker won some claims: its leftovers are not the queue's end
 
 
 def _new_worker_id() -> str:
@@ -112,10 +95,12 @@ class Worker:
         result_ttl: float | None = None,
         unknown_grace: float = 300.0,
     ) -> None:
-        if isinstance(spool, Spool):
-            self.spool: SpoolDir = spool.dir if durable is None else spool_dir(spool.path, durable)
+        # A jobq.Spool carries its SpoolDir; the worker does not need the producer API.
+        given = getattr(spool, "dir", None)
+        if isinstance(given, SpoolDir):
+            self.spool = given if durable is None else spool_dir(given.root, durable)
         else:
-            self.spool = spool_dir(spool, durable)
+            self.spool = spool_dir(cast("str | os.PathLike[str] | None", spool), durable)
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigurationError(f"concurrency must be an integer >= 1, got {concurrency!r}")
         if not lease > 0 or not grace >= 0:
@@ -137,9 +122,6 @@ class Worker:
         if result_ttl is not None and not result_ttl >= 0:
             raise ConfigurationError(f"result_ttl must be seconds >= 0, got {result_ttl!r}")
         self.result_ttl = result_ttl
-        self._holdback = HoldBack(self.spool)
-        self._limits = Limits(self.spool, self._holdback)
-        self._backlog = Backlog(self.spool.pending_names, self.queues)
         self.id = _new_worker_id()
         #: The id this worker takes when it registers again after a lost lease: chosen once
         #: per loss, so that failed attempts while the spool is down do not churn ids.
@@ -147,8 +129,6 @@ class Worker:
         #: Ids this worker held before lost leases, whose jobs are still to be handed back.
         self.retired: list[str] = []
         self.outage = Outage()
-        self._scheduled_look = 0.0  # time.monotonic() of the next listing of scheduled/
-        self._scheduled_due: int | None = None  # earliest due time (µs) it listed
         self.processed = 0
         self.running: dict[str, Attempt] = {}
         self._stopping = False
@@ -156,6 +136,8 @@ class Worker:
         self.heartbeat: Heartbeat | None = None
         self.hard_stopped = False
         self.report = Reporter(self.spool.root, lambda: self.id)  # log lines and hooks
+        self._claimer = Claimer(self.spool, self.queues, self.report, self.outage)
+        self._limits = self._claimer.limits
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -219,7 +201,9 @@ class Worker:
         self._settler.outage = self.outage
         self._settler.lease_lost = lambda: self.lease_lost
         self.flush_log = self._settler.flush_log
-        self._unknown = UnknownJobs(self._holdback, 0.0 if burst else self.unknown_grace)
+        self._claimer.unknown = UnknownJobs(
+            self._claimer.holdback, 0.0 if burst else self.unknown_grace
+        )
         self._settler.result_ttl = self.result_ttl
         clean = True
         try:
@@ -300,7 +284,9 @@ class Worker:
                 # A job that ends during the scan may requeue itself behind the scan's back.
                 finished_before = self.processed
                 try:
-                    scan = await anyio.to_thread.run_sync(self._sweep_and_claim, free)
+                    scan = await anyio.to_thread.run_sync(
+                        self._claimer.scan, self.id, free, self.running
+                    )
                 except OSError as exc:
                     # Jobs claimed before the error stay in our running directory: the stray
                     # sweep hands them back once the spool answers.
@@ -338,118 +324,6 @@ class Worker:
             for d in (self.spool.pending_dir(queue), self.spool.scheduled_dir(queue))
         ]
 
-    def _claim_batch(self, limit: int) -> _Scan:
-        """Promote due jobs, then claim up to ``limit`` jobs in priority order (one thread hop).
-
-        Claims come from the backlog (a sorted listing kept between calls, see
-        ``jobq.backlog``), listed again once used up.
-        """
-        now_us = round(time.time() * 1_000_000)
-        next_due = self._promote_due(now_us)
-        self._backlog.refresh_if_stale()
-        claimed: list[tuple[Claimed, Job]] = []
-        listed = seen = contended = False
-        while len(claimed) < limit:
-            entry = self._backlog.pop()
-            if entry is None:
-                if listed:
-                    break
-                listed = True
-                seen = self._backlog.relist() > 0 or seen
-                continue
-            seen = True
-            if self._holdback.passes_over(entry[0]):
-                continue
-            held = self._claim_one(*entry)
-            if held == "lost":
-                contended = True
-                # Another worker is claiming right here: jump past its batch rather than race
-                # it name by name. The skipped names stay pending; the next listing has them.
-                self._backlog.skip(limit + random.randrange(limit + 1))
-                continue
-            if held == "invalid":
-                continue
-            job = self._load(held)
-            if job is not None and self._admit(job, held):
-                claimed.append((held, job))
-        if (look := self._holdback.next_look()) is not None:
-            look_us = round(look * 1_000_000)
-            next_due = look_us if next_due is None else min(next_due, look_us)
-        soon = next_due is not None and next_due <= now_us + BURST_HORIZON * 1_000_000
-        return _Scan(
-            claimed, None if next_due is None else next_due / 1_000_000, soon or seen, contended
-        )
-
-    def _sweep_and_claim(self, limit: int) -> _Scan:
-        if self.outage.strays:
-            self._requeue_strays()
-        return self._claim_batch(limit)
-
-    def _requeue_strays(self) -> None:
-        """Hand back the jobs in our running directory that no attempt of ours holds.
-
-        After a filesystem error halfway through a claim batch or a settle, a job file can be
-        left in ``running/WORKER/`` with nothing running it; the lease holds (we heartbeat),
-        so no reaper would take it. Runs in the claim batch's thread hop, so no claim of ours
-        is in flight meanwhile.
-        """
-        for held in self.spool.running_jobs(self.id):
-            if held.job_id not in self.running:
-                what = requeue_held(self.spool, held, who=self.id)
-                logger.warning("job %s: handed back after a spool error (%s)", held.job_id, what)
-        self.outage.strays = False
-
-    def _promote_due(self, now_us: int) -> int | None:
-        """Move due scheduled jobs to pending; when the next one is due (µs), or None.
-
-        ``scheduled/`` is listed at most every ``SCHEDULED_EVERY`` seconds, or sooner when
-        the earliest job it held is due: a busy worker scans after every finished job, and on
-        a network filesystem each listing is three round trips to the server. Between
-        listings the answer is the next look, so an idle worker wakes for it.
-        """
-        now = time.monotonic()
-        due = self._scheduled_due
-        if now < self._scheduled_look and (due is None or due > now_us):
-            look_us = now_us + round((self._scheduled_look - now) * 1_000_000)
-            return look_us if due is None else min(due, look_us)
-        next_due: int | None = None
-        for queue in self.queues:
-            moved, due = self.spool.promote_due_next(queue, now_us)
-            if moved:
-                self._backlog.invalidate()
-            if due is not None and (next_due is None or due < next_due):
-                next_due = due
-        self._scheduled_due = next_due
-        self._scheduled_look = now + SCHEDULED_EVERY
-        return next_due
-
-    def _admit(self, job: Job, held: Claimed) -> bool:
-        """Whether a claimed job may start now; if not, it went back to pending for a while
-        (a name this worker does not know, a full limit: see ``jobq.holdback``)."""
-        return self._unknown.admit(job, held) and self._limits.admit(job, held, self.id)
-
-    def _claim_one(self, filename: str, queue: str) -> Claimed | Literal["lost", "invalid"]:
-        """Claim one listed job; "lost" if another worker won it, "invalid" if quarantined."""
-        try:
-            return self.spool.claim(self.id, queue, filename) or "lost"
-        except InvalidName as exc:
-            path = os.path.join(self.spool.pending_dir(queue), filename)
-            self.report.quarantined(self.spool.quarantine(path, str(exc)), str(exc))
-            return "invalid"
-
-    def _load(self, held: Claimed) -> Job | None:
-        try:
-            job = decode_job(self.spool.read_file(held.path))
-        except CorruptJob as exc:
-            reason = f"corrupt job file: {exc}"
-            self.report.quarantined(self.spool.quarantine(held.path, reason), reason)
-            return None
-        if job.id != held.job_id or job.queue != held.queue:
-            reason = "job file's id or queue does not match its name"
-            self.report.quarantined(self.spool.quarantine(held.path, reason), reason)
-            return None
-        return job
-
     def _start(self, jobs: TaskGroup, held: Claimed, job: Job) -> None:
         progress = self._settler.write_progress
         ctx = new_context(job.id, job.name, job.queue, held.name.attempts, progress)
@@ -464,7 +338,8 @@ class Worker:
         try:
             spec = lookup(run.job.name)
             if spec is None:  # its grace here is over (see _admit)
-                ending = Ending("fatal", error=unknown_job_error(run.job.name, self._unknown.grace))
+                error = unknown_job_error(run.job.name, self._claimer.unknown.grace)
+                ending = Ending("fatal", error=error)
             else:
                 self.report.started(run)
                 job_id = run.job.id

@@ -23,8 +23,8 @@ from starlette.testclient import TestClient
 
 import jobq
 from jobq import inspect
-from jobq.api import spool_dir
 from jobq.cli import main
+from jobq.config import spool_dir
 from jobq.dashboard import create_app, listing
 from jobq.dashboard.throughput import Throughput
 

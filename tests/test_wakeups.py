@@ -192,7 +192,7 @@ async def test_backlog_skips_names_another_worker_took(
     monkeypatch.setattr(jobq.backlog, "MIN_AGE", 3600.0)  # the stale listing stays in use
     handles = await square.enqueue_many([(x,) for x in range(40)])
     stale = jobq.Worker(concurrency=1)
-    await anyio.to_thread.run_sync(stale._backlog.relist)  # lists all 40 now
+    await anyio.to_thread.run_sync(stale._claimer.backlog.relist)  # lists all 40 now
     await jobq.Worker(concurrency=5).run(burst=True)  # another worker takes them all
     handles += await square.enqueue_many([(x,) for x in range(40, 45)])
     await stale.run(burst=True)

@@ -155,7 +155,8 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def _spool_dir(spool: SpoolDir | Spool | str | os.PathLike[str]) -> SpoolDir:
-    from jobq.api import Spool, spool_dir
+    from jobq.api import Spool
+    from jobq.config import spool_dir
 
     if isinstance(spool, Spool):
         return spool.dir

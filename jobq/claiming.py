@@ -1,0 +1,208 @@
+"""Claim scans: which jobs a worker takes next, in one thread hop per scan.
+
+A scan promotes due scheduled jobs, then claims up to the worker's free slots in priority order
+from a sorted listing kept between scans (``jobq.backlog``), each claim one rename into the
+worker's own running directory. A claimed job that may not start yet (a name this worker does
+not know, a full limit) goes back to pending through ``jobq.holdback``. After a filesystem
+error, the scan first hands back jobs that a failed step left in the running directory.
+
+Failure story: a claim is one rename; a worker that dies after it leaves the job in
+``running/WORKER/``, where the reaper finds it once the lease expires.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+from jobq.backlog import Backlog
+from jobq.errors import InvalidName
+from jobq.holdback import HoldBack
+from jobq.lease import requeue_held
+from jobq.limits import Limits
+from jobq.model import CorruptJob, Job, decode_job
+from jobq.unknown import UnknownJobs
+
+if TYPE_CHECKING:
+    from collections.abc import Container, Sequence
+
+    from jobq.outage import Outage
+    from jobq.report import Reporter
+    from jobq.spool import Claimed, SpoolDir
+
+__all__ = ("BURST_HORIZON", "SCHEDULED_EVERY", "Claimer", "Scan")
+
+logger = logging.getLogger("jobq.worker")
+
+#: In burst mode, scheduled jobs due within this many seconds still count as work to wait for.
+BURST_HORIZON = 60.0
+
+#: Seconds between two listings of ``scheduled/`` (sooner when a listed job falls due): how
+#: late a delayed job or a retry that another process scheduled may start.
+SCHEDULED_EVERY = 0.1
+
+
+class Scan(NamedTuple):
+    """What one claim scan found."""
+
+    claimed: list[tuple[Claimed, Job]]
+    next_due: float | None  # when the earliest scheduled job is due (epoch seconds)
+    more_later: bool  # jobs pending or due within BURST_HORIZON (burst mode waits for them)
+    contended: bool  # another worker won some claims: its leftovers are not the queue's end
+
+
+class Claimer:
+    """The claim scans of one worker, with what they keep between scans.
+
+    Args:
+        spool: the spool.
+        queues: the queues to claim from.
+        report: told of quarantined files.
+        outage: the worker's outage state (its stray flag asks for a sweep).
+
+    Attributes:
+        holdback: where claimed jobs that may not start yet go back (shared with ``limits``).
+        limits: the slots and start tokens of limited jobs.
+        unknown: how jobs with names this worker does not know are held back; set by the
+            worker when it starts (its grace depends on burst mode).
+    """
+
+    def __init__(
+        self, spool: SpoolDir, queues: Sequence[str], report: Reporter, outage: Outage
+    ) -> None:
+        self.spool = spool
+        self.queues = list(queues)
+        self.report = report
+        self.outage = outage
+        self.holdback = HoldBack(spool)
+        self.limits = Limits(spool, self.holdback)
+        self.unknown = UnknownJobs(self.holdback, 0.0)
+        self.backlog = Backlog(spool.pending_names, self.queues)
+        self._scheduled_look = 0.0  # time.monotonic() of the next listing of scheduled/
+        self._scheduled_due: int | None = None  # earliest due time (µs) it listed
+
+    def scan(self, worker_id: str, limit: int, running: Container[str]) -> Scan:
+        """Claim up to ``limit`` jobs for ``worker_id`` (blocking: run it in a thread).
+
+        ``running`` holds the ids of the jobs the worker runs; any other job in its running
+        directory is a stray to hand back, looked for only after a spool error.
+
+        Raises:
+            OSError: if the spool fails; jobs claimed before the error stay in the running
+                directory for the next scan's stray sweep.
+        """
+        if self.outage.strays:
+            self._requeue_strays(worker_id, running)
+        return self._claim_batch(worker_id, limit)
+
+    def _claim_batch(self, worker_id: str, limit: int) -> Scan:
+        """Promote due jobs, then claim up to ``limit`` jobs in priority order (one thread hop).
+
+        Claims come from the backlog (a sorted listing kept between calls, see
+        ``jobq.backlog``), listed again once used up.
+        """
+        now_us = round(time.time() * 1_000_000)
+        next_due = self._promote_due(now_us)
+        self.backlog.refresh_if_stale()
+        claimed: list[tuple[Claimed, Job]] = []
+        listed = seen = contended = False
+        while len(claimed) < limit:
+            entry = self.backlog.pop()
+            if entry is None:
+                if listed:
+                    break
+                listed = True
+                seen = self.backlog.relist() > 0 or seen
+                continue
+            seen = True
+            if self.holdback.passes_over(entry[0]):
+                continue
+            held = self._claim_one(worker_id, *entry)
+            if held == "lost":
+                contended = True
+                # Another worker is claiming right here: jump past its batch rather than race
+                # it name by name. The skipped names stay pending; the next listing has them.
+                self.backlog.skip(limit + random.randrange(limit + 1))
+                continue
+            if held == "invalid":
+                continue
+            job = self._load(held)
+            if job is not None and self._admit(worker_id, job, held):
+                claimed.append((held, job))
+        if (look := self.holdback.next_look()) is not None:
+            look_us = round(look * 1_000_000)
+            next_due = look_us if next_due is None else min(next_due, look_us)
+        soon = next_due is not None and next_due <= now_us + BURST_HORIZON * 1_000_000
+        return Scan(
+            claimed, None if next_due is None else next_due / 1_000_000, soon or seen, contended
+        )
+
+    def _requeue_strays(self, worker_id: str, running: Container[str]) -> None:
+        """Hand back the jobs in our running directory that no attempt of ours holds.
+
+        After a filesystem error halfway through a claim batch or a settle, a job file can be
+        left in ``running/WORKER/`` with nothing running it; the lease holds (we heartbeat),
+        so no reaper would take it. Runs in the claim batch's thread hop, so no claim of ours
+        is in flight meanwhile.
+        """
+        for held in self.spool.running_jobs(worker_id):
+            if held.job_id not in running:
+                what = requeue_held(self.spool, held, who=worker_id)
+                logger.warning("job %s: handed back after a spool error (%s)", held.job_id, what)
+        self.outage.strays = False
+
+    def _promote_due(self, now_us: int) -> int | None:
+        """Move due scheduled jobs to pending; when the next one is due (µs), or None.
+
+        ``scheduled/`` is listed at most every ``SCHEDULED_EVERY`` seconds, or sooner when
+        the earliest job it held is due: a busy worker scans after every finished job, and on
+        a network filesystem each listing is three round trips to the server. Between
+        listings the answer is the next look, so an idle worker wakes for it.
+        """
+        now = time.monotonic()
+        due = self._scheduled_due
+        if now < self._scheduled_look and (due is None or due > now_us):
+            look_us = now_us + round((self._scheduled_look - now) * 1_000_000)
+            return look_us if due is None else min(due, look_us)
+        next_due: int | None = None
+        for queue in self.queues:
+            moved, due = self.spool.promote_due_next(queue, now_us)
+            if moved:
+                self.backlog.invalidate()
+            if due is not None and (next_due is None or due < next_due):
+                next_due = due
+        self._scheduled_due = next_due
+        self._scheduled_look = now + SCHEDULED_EVERY
+        return next_due
+
+    def _admit(self, worker_id: str, job: Job, held: Claimed) -> bool:
+        """Whether a claimed job may start now; if not, it went back to pending for a while
+        (a name this worker does not know, a full limit: see ``jobq.holdback``)."""
+        return self.unknown.admit(job, held) and self.limits.admit(job, held, worker_id)
+
+    def _claim_one(
+        self, worker_id: str, filename: str, queue: str
+    ) -> Claimed | Literal["lost", "invalid"]:
+        """Claim one listed job; "lost" if another worker won it, "invalid" if quarantined."""
+        try:
+            return self.spool.claim(worker_id, queue, filename) or "lost"
+        except InvalidName as exc:
+            path = os.path.join(self.spool.pending_dir(queue), filename)
+            self.report.quarantined(self.spool.quarantine(path, str(exc)), str(exc))
+            return "invalid"
+
+    def _load(self, held: Claimed) -> Job | None:
+        try:
+            job = decode_job(self.spool.read_file(held.path))
+        except CorruptJob as exc:
+            reason = f"corrupt job file: {exc}"
+            self.report.quarantined(self.spool.quarantine(held.path, reason), reason)
+            return None
+        if job.id != held.job_id or job.queue != held.queue:
+            reason = "job file's id or queue does not match its name"
+            self.report.quarantined(self.spool.quarantine(held.path, reason), reason)
+            return None
+        return job
