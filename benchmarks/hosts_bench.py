@@ -10,7 +10,7 @@ operations per job by kind (LOOKUP, CREATE, RENAME, READDIRP, FSYNC, ...): what 
 the network and the server, whatever the client caches.
 
     sudo .venv/bin/python benchmarks/hosts_bench.py [--baseline REF] [--jobs 1500]
-        [--rounds 3] [--hosts 3] [--no-durable]
+        [--rounds 3] [--hosts 3] [--no-durable] [--client-arg=--acl]
 
 The baseline is checked out with ``git worktree`` and imported through ``PYTHONPATH`` by the
 same interpreter, so both sides share every dependency.
@@ -130,10 +130,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--hosts", type=int, default=3)
     parser.add_argument("--no-durable", dest="durable", action="store_false")
+    parser.add_argument("--client-arg", action="append", default=[], dest="client_args",
+                        help="an argument for every FUSE client, e.g. --acl")  # fmt: skip
     args = parser.parse_args()
     rates: dict[str, list[float]] = {"baseline": [], "current": []}
     ops: dict[str, list[dict[str, int]]] = {"baseline": [], "current": []}
-    with baseline_tree(args.baseline) as old, Cluster.start(args.hosts) as cluster:
+    with (
+        baseline_tree(args.baseline) as old,
+        Cluster.start(args.hosts, client_args=args.client_args) as cluster,
+    ):
         cluster.gluster("volume", "profile", cluster.volume, "start")
         sides = {"baseline": str(old), "current": str(ROOT)}
         for r in range(args.rounds):
@@ -144,7 +149,9 @@ def main() -> None:
                 ops[side].append(counts)
                 print(f"round {r + 1} {side}: {rate:.0f} jobs/s", flush=True)
     mode = "durable" if args.durable else "--no-durable"
-    print(f"\n{args.hosts} hosts, {args.jobs} jobs, {mode}, median of {args.rounds} rounds")
+    mount = " ".join(args.client_args) or "default"
+    print(f"\n{args.hosts} hosts, {args.jobs} jobs, {mode}, client options: {mount}, "
+          f"median of {args.rounds} rounds")  # fmt: skip
     med = {side: statistics.median(v) for side, v in rates.items()}
     print(f"| | baseline {args.baseline} | current | ratio |\n|---|---|---|---|")
     print(f"| jobs/s | {med['baseline']:.0f} | {med['current']:.0f} | "
