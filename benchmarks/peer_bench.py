@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 
@@ -49,12 +49,14 @@ import jobq  # noqa: E402
 
 @contextlib.contextmanager
 def started(
-    command: list[str], env: dict[str, str], stop: int
+    command: list[str], env: dict[str, str], stop: int, output: int | IO[bytes] = subprocess.DEVNULL
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``command`` in its own session; on exit send ``stop``, then kill what is left."""
+    """Run ``command`` in its own session; on exit send ``stop``, then kill what is left.
+
+    Its stdout and stderr both go to ``output`` (default: discarded).
+    """
     proc = subprocess.Popen(
-        command, cwd=HERE, env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        command, cwd=HERE, env=env, start_new_session=True, stdout=output, stderr=output,
     )  # fmt: skip
     try:
         yield proc

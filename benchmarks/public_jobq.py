@@ -1,0 +1,69 @@
+"""The public workload's job for jobq, and its producers (run by ``public_workload.py``).
+
+``jobq worker public_jobq`` imports this module for the job. The driver runs the producers as
+``python -c "import public_jobq; public_jobq.main()" COMMAND N`` so that the job's name is
+``public_jobq.print_time`` on both sides; the spool and durability come from ``JOBQ_SPOOL`` and
+``JOBQ_DURABLE``. Each command prints one JSON object on its last line.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+
+import anyio
+
+import jobq
+
+
+@jobq.job
+async def print_time() -> None:
+    """The workload's job: print one line with the time."""
+    print(f"finished {time.time():.6f}", flush=True)
+
+
+async def enqueue(n: int) -> dict[str, float]:
+    """Enqueue ``n`` jobs one at a time, each call returning before the next."""
+    begin = time.perf_counter()
+    for _ in range(n):
+        await print_time.enqueue()
+    return {"per_s": n / (time.perf_counter() - begin)}
+
+
+async def enqueue_many(n: int, batch: int) -> dict[str, float]:
+    """Enqueue ``n`` jobs in ``enqueue_many`` batches of ``batch``."""
+    begin = time.perf_counter()
+    for first in range(0, n, batch):
+        await print_time.enqueue_many([()] * min(batch, n - first))
+    return {"per_s": n / (time.perf_counter() - begin)}
+
+
+async def round_trip(samples: int) -> dict[str, float]:
+    """Enqueue one job and await its result, ``samples`` times, against an idle worker."""
+    took = []
+    for _ in range(samples + 3):  # the first three warm up (and create the queue)
+        await anyio.sleep(0.002)
+        begin = time.perf_counter()
+        handle = await print_time.enqueue()
+        await handle.result(timeout=60)
+        took.append(time.perf_counter() - begin)
+    took = sorted(took[3:])
+    return {
+        "p50_ms": statistics.median(took) * 1000,
+        "p99_ms": took[min(len(took) - 1, int(len(took) * 0.99))] * 1000,
+    }
+
+
+def main() -> None:
+    command, n = sys.argv[1], int(sys.argv[2])
+    if command == "enqueue":
+        out = anyio.run(enqueue, n)
+    elif command == "enqueue-many":
+        out = anyio.run(enqueue_many, n, int(sys.argv[3]))
+    elif command == "round-trip":
+        out = anyio.run(round_trip, n)
+    else:
+        raise SystemExit(f"unknown command {command!r}")
+    print(json.dumps(out))
