@@ -70,13 +70,17 @@ def where_jobs_are(spool: Path, ids: set[str]) -> dict[str, list[str]]:
 
 
 def read_record(path: Path) -> dict[str, Any]:
-    """An outcome record; a failed read is tried again twice (the error is kept if it lasts)."""
-    for attempt in range(3):
+    """An outcome record; a failed read is tried again for 2.5 s (the error is kept if it lasts).
+
+    A record renamed over its name moments ago can read as missing through another host's
+    client until its cached directory entry expires (GlusterFS: 1 s): docs/scaling-out.md.
+    """
+    for attempt in range(6):
         try:
             record: dict[str, Any] = json.loads(path.read_bytes())
         except OSError as exc:
             print(f"note: reading {path.name} failed ({exc.strerror}), attempt {attempt + 1}")
-            if attempt == 2:
+            if attempt == 5:
                 raise
             time.sleep(0.5)
         else:
