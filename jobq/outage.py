@@ -66,11 +66,6 @@ class Outage:
         self.strays = False
         self._delay = FIRST_DELAY
 
-    @property
-    def down(self) -> bool:
-        """Whether an outage is going on."""
-        return self.since is not None
-
     def failed(self, what: str, exc: OSError) -> None:
         """An operation failed: log the outage if it is new; later failures stay quiet."""
         self.strays = True

@@ -87,6 +87,8 @@ class Settler:
             worker register again).
         lease: the worker's lease, the least time an unrecordable job waits to run again.
         report: told of each outcome, retry and fenced attempt (log lines and hooks).
+        outage: the worker's outage state: the committer reports and rides out outages.
+        lease_lost: whether the worker's lease is lost (a reaper may own its jobs now).
     """
 
     def __init__(
@@ -95,6 +97,9 @@ class Settler:
         worker_id: Callable[[], str],
         lease: float,
         report: Reporter | None = None,
+        *,
+        outage: Outage | None = None,
+        lease_lost: Callable[[], bool] = lambda: False,
     ) -> None:
         self.spool = spool
         self._worker_id = worker_id
@@ -103,10 +108,8 @@ class Settler:
         #: Seconds ``done`` records are kept for jobs without a ``result_ttl`` of their own.
         self.result_ttl: float | None = None
         self._ttls: dict[str, float] = {}  # job id -> ttl of a done record being committed
-        #: Shared with the worker: the committer reports and rides out spool outages.
-        self.outage = Outage()
-        #: Whether the worker's lease is lost (a reaper may own its jobs now).
-        self.lease_lost: Callable[[], bool] = lambda: False
+        self.outage = outage if outage is not None else Outage()
+        self.lease_lost = lease_lost
         self._send: MemoryObjectSendStream[_Commit]
         self._receive: MemoryObjectReceiveStream[_Commit]
         self._send, self._receive = anyio.create_memory_object_stream[_Commit](math.inf)

@@ -137,7 +137,6 @@ class Worker:
         self.hard_stopped = False
         self.report = Reporter(self.spool.root, lambda: self.id)  # log lines and hooks
         self._claimer = Claimer(self.spool, self.queues, self.report, self.outage)
-        self._limits = self._claimer.limits
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -197,9 +196,10 @@ class Worker:
         await anyio.to_thread.run_sync(self._register, self.id)
         handler = CaptureHandler()
         logging.getLogger().addHandler(handler)
-        self._settler = Settler(self.spool, lambda: self.id, self.lease, self.report)
-        self._settler.outage = self.outage
-        self._settler.lease_lost = lambda: self.lease_lost
+        self._settler = Settler(
+            self.spool, lambda: self.id, self.lease, self.report,
+            outage=self.outage, lease_lost=lambda: self.lease_lost,
+        )  # fmt: skip
         self.flush_log = self._settler.flush_log
         self._claimer.unknown = UnknownJobs(
             self._claimer.holdback, 0.0 if burst else self.unknown_grace
@@ -344,7 +344,7 @@ class Worker:
                 self.report.started(run)
                 job_id = run.job.id
                 ending = await run_attempt(
-                    spec, run.job, run.scope, lambda: self._limits.started(job_id)
+                    spec, run.job, run.scope, lambda: self._claimer.limits.started(job_id)
                 )
             await self.flush_log(run)
             await self._settler.settle(run, ending)
@@ -353,7 +353,7 @@ class Worker:
             # answers, or a reaper does if our lease runs out first.
             self.outage.failed(f"settling job {run.job.id}", exc)
         finally:
-            self._limits.finished(run.job.id)
+            self._claimer.limits.finished(run.job.id)
             self.running.pop(run.job.id, None)
             self.processed += 1
             self._notify()

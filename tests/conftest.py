@@ -140,3 +140,28 @@ def worker_process(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for worker in started:
         worker.kill()
+
+
+def die_mid_commit(spool_path: Path, staged: Callable[[dict[str, object]], bytes]) -> Path:
+    """A worker dead a minute ago, halfway through committing the spool's only pending job.
+
+    It claimed the job, staged ``staged(job)`` as its outcome record in ``tmp/``, made the
+    commit's first rename (the job, bare, at ``done/default/ID.json``) and died before the
+    second. Returns its registration file.
+    """
+    from jobq.spool import SpoolDir
+
+    spool = SpoolDir(spool_path, durable=False)
+    dead, pid = "deadhost.999999.abcdef", 999999
+    spool.register_worker(dead, {"id": dead, "pid": pid, "lease": 1.0})
+    (pending,) = spool.pending_names("default")
+    held = spool.claim(dead, "default", pending)
+    assert held is not None
+    job = json.loads(Path(held.path).read_bytes())
+    tmp = spool_path / "tmp" / f"done@default@{held.job_id}.{pid}.0f0f0f.rec"
+    tmp.write_bytes(staged(job))
+    os.rename(held.path, spool_path / "done" / "default" / f"{held.job_id}.json")
+    registration = Path(spool.worker_file(dead))
+    long_ago = time.time() - 60
+    os.utime(registration, (long_ago, long_ago))
+    return registration

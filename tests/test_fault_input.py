@@ -23,6 +23,7 @@ import anyio
 import fault_app
 import pytest
 from click.testing import CliRunner
+from conftest import die_mid_commit
 
 import jobq
 from jobq.cli import main as cli
@@ -163,21 +164,9 @@ async def test_reaper_completes_a_dead_workers_half_done_commit(
     spool_path: Path, tmp_path: Path
 ) -> None:
     handle = await fault_app.mark.enqueue(str(tmp_path / "effects"))
-    spool = SpoolDir(spool_path, durable=False)
-    dead, pid = "deadhost.999999.abcdef", 999999
-    spool.register_worker(dead, {"id": dead, "pid": pid, "lease": 1.0})
-    (pending,) = spool.pending_names("default")
-    held = spool.claim(dead, "default", pending)
-    assert held is not None
     # It ran the job, staged its record, made the commit rename, then died (kill -9).
-    record = json.loads(Path(held.path).read_bytes())
-    record |= {"state": "done", "attempts": 1, "result": 4242, "error": None, "worker": dead}
-    (spool_path / "tmp" / f"done@default@{handle.id}.{pid}.0f0f0f.rec").write_bytes(
-        json.dumps(record).encode()
-    )
-    os.rename(held.path, spool_path / "done" / "default" / f"{handle.id}.json")
-    long_ago = time.time() - 60
-    os.utime(spool.worker_file(dead), (long_ago, long_ago))
+    outcome = {"state": "done", "attempts": 1, "result": 4242, "error": None}
+    registration = die_mid_commit(spool_path, lambda job: json.dumps(job | outcome).encode())
 
     worker = jobq.Worker(lease=1.0)
     async with anyio.create_task_group() as tg:
@@ -185,7 +174,7 @@ async def test_reaper_completes_a_dead_workers_half_done_commit(
         assert await handle.result(timeout=5) == 4242  # completed by the reaper, at once
         worker.stop()
     assert list((spool_path / "tmp").iterdir()) == []
-    assert not Path(spool.worker_file(dead)).exists()
+    assert not registration.exists()
 
 
 # -- full or refusing filesystems while enqueueing -----------------------------------------

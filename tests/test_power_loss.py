@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import pytest
 from apps import e2e
-from conftest import run_jobq
+from conftest import die_mid_commit, run_jobq
 
 import jobq
 from jobq.lease import reap_expired
@@ -256,18 +256,9 @@ async def test_a_bare_record_whose_staged_record_was_emptied_runs_again(
     import fault_app
 
     handle = await fault_app.mark.enqueue(str(tmp_path / "effects"))
-    spool = SpoolDir(spool_path, durable=False)
-    dead, pid = "deadhost.999999.abcdef", 999999
-    spool.register_worker(dead, {"id": dead, "pid": pid, "lease": 1.0})
-    (pending,) = spool.pending_names("default")
-    held = spool.claim(dead, "default", pending)
-    assert held is not None
     # It staged its record, made the commit rename, and the power failed: the staged record,
     # never synced, is empty; the job itself is whole in done/, without its outcome.
-    staged = spool_path / "tmp" / f"done@default@{handle.id}.{pid}.0f0f0f.rec"
-    staged.write_bytes(b"")
-    os.rename(held.path, spool_path / "done" / "default" / f"{handle.id}.json")
-    touch_back(Path(spool.worker_file(dead)), 60)
+    die_mid_commit(spool_path, lambda job: b"")
 
     await jobq.Worker(lease=1.0).run(burst=True)  # reaps the dead worker at start
     assert isinstance(await handle.result(timeout=5), int)  # it ran again and is recorded
