@@ -14,7 +14,7 @@ import errno
 import functools
 import os
 import platform
-import secrets
+import random
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +100,7 @@ class FileOps:
     def __init__(self, root: str | os.PathLike[str], *, durable: bool = True) -> None:
         self.root = os.path.abspath(os.fspath(root))
         self.durable = durable
+        self._tmp_prefix = os.path.join(self.root, L.TMP, "")
 
     def path(self, *parts: str) -> str:
         """A path inside the spool."""
@@ -193,7 +194,9 @@ class FileOps:
             os.close(fd)
 
     def _temp_path(self, stem: str, suffix: str) -> str:
-        return self.path(L.TMP, f"{stem}.{os.getpid()}.{secrets.token_hex(4)}{suffix}")
+        # Unique per writer, not secret: the pid tells processes of a host apart, 32 random
+        # bits hosts and calls (O_EXCL turns the rare clash into an error, never a mix-up).
+        return f"{self._tmp_prefix}{stem}.{os.getpid()}.{random.getrandbits(32):08x}{suffix}"
 
     def _publish_file(self, dest: str, data: bytes, *, always_sync: bool = False) -> None:
         """Publish ``data`` as ``dest`` through ``tmp/`` (durably if durable, or ``always_sync``).

@@ -1,0 +1,93 @@
+"""Small non-durable spool calls run on the event loop's thread while that stays cheap."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+import jobq
+from jobq.inline import BUDGET, HOLD, InlineGate, gate_for
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = pytest.mark.anyio
+
+
+class Clock:
+    """A monotonic clock that a call can move forward, as a slow disk would."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_slow_inline_call_sends_the_next_calls_to_a_thread() -> None:
+    clock = Clock()
+    gate = InlineGate(True, clock)
+    loop_thread = threading.get_ident()
+    seen: list[bool] = []
+
+    def step(cost: float) -> None:
+        seen.append(threading.get_ident() == loop_thread)
+        clock.now += cost
+
+    await gate.call(lambda: step(BUDGET / 2))
+    await gate.call(lambda: step(BUDGET * 3))  # overran: the loop stalled too long
+    await gate.call(lambda: step(0.0))
+    clock.now += HOLD
+    await gate.call(lambda: step(0.0))
+    assert seen == [True, True, False, True]
+
+
+async def test_a_gate_that_is_not_allowed_always_uses_a_thread() -> None:
+    gate = InlineGate(False)
+    loop_thread = threading.get_ident()
+    assert await gate.call(threading.get_ident) != loop_thread
+
+
+@pytest.mark.parametrize(("durable", "inline"), [(False, True), (True, False)])
+def test_only_non_durable_local_spools_go_inline(
+    tmp_path: Path, durable: bool, inline: bool
+) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    assert gate_for(str(spool), durable).inline is inline
+
+
+@jobq.job(name="tests.inline.noop")
+async def noop(n: int) -> int:
+    return n
+
+
+async def test_a_loop_of_inline_enqueues_lets_other_tasks_run(tmp_path: Path) -> None:
+    spool = jobq.Spool(tmp_path / "spool", durable=False)
+    job = spool.job(name="tests.inline.count")(noop)
+    await anyio.to_thread.run_sync(job.enqueue_sync, 0)  # creates the queue's directories
+    assert gate_for(spool.path, False).inline
+    ticks = 0
+    done = anyio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        await anyio.lowlevel.checkpoint()
+        before = ticks
+        handles = [await job.enqueue(i) for i in range(50)]
+        during = ticks - before
+        done.set()
+    # Each enqueue yields once: the ticker ran between them, not only after the loop.
+    assert during >= 25
+    pending = tmp_path / "spool" / "queues" / "default" / "pending"
+    assert len(list(pending.iterdir())) == 51
+    assert len({h.id for h in handles}) == 50
