@@ -231,7 +231,10 @@ class JobFunction(Generic[P, R, T]):
         """
         call: tuple[tuple[Any, ...], dict[str, Any]] = (tuple(args), dict(kwargs))
         spool = self._spool_dir()
-        if self._opts.after:  # looks up every dependency first: always worth a thread
+        queue = self._opts.queue or self.spec.queue
+        # after= reads every dependency first, and a queue's first job creates its directories:
+        # both always worth a thread.
+        if self._opts.after or not spool.queue_ready(queue):
             handles = await anyio.to_thread.run_sync(self._publish, [call])
         else:
             handles = await gate_for(spool.root, spool.durable).call(lambda: self._publish([call]))

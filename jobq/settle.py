@@ -13,6 +13,7 @@ completes (see ``jobq.spool.store``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -25,6 +26,7 @@ import orjson
 
 from jobq import dependencies, expiry, fileio
 from jobq import layout as L
+from jobq.inline import gate_for
 from jobq.model import Outcome, encode_record
 from jobq.outage import Outage, is_unreachable
 from jobq.registry import lookup
@@ -102,6 +104,7 @@ class Settler:
         lease_lost: Callable[[], bool] = lambda: False,
     ) -> None:
         self.spool = spool
+        self._gate = gate_for(spool.root, spool.durable)
         self._worker_id = worker_id
         self.lease = lease
         self.report = report if report is not None else Reporter(spool.root, worker_id)
@@ -234,7 +237,7 @@ class Settler:
                 finishes = [b[0] for b in batch]
                 results: list[bool | OSError]
                 try:
-                    results = list(await anyio.to_thread.run_sync(self._commit, finishes))
+                    results = list(await self._gate.call(functools.partial(self._commit, finishes)))
                 except OSError as exc:
                     if is_unreachable(exc):
                         results = list(await self._ride_out(finishes, exc))

@@ -8,6 +8,7 @@ thread hop, start each as a task. What becomes of a job once its attempt ended i
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -24,6 +25,7 @@ from jobq.config import spool_dir
 from jobq.context import CaptureHandler, new_context
 from jobq.errors import ConfigurationError
 from jobq.housekeeping import Housekeeping
+from jobq.inline import gate_for
 from jobq.lease import Heartbeat
 from jobq.names import check_queue
 from jobq.outage import Outage
@@ -137,6 +139,7 @@ class Worker:
         self.hard_stopped = False
         self.report = Reporter(self.spool.root, lambda: self.id)  # log lines and hooks
         self._claimer = Claimer(self.spool, self.queues, self.report, self.outage)
+        self._gate = gate_for(self.spool.root, self.spool.durable)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -284,8 +287,8 @@ class Worker:
                 # A job that ends during the scan may requeue itself behind the scan's back.
                 finished_before = self.processed
                 try:
-                    scan = await anyio.to_thread.run_sync(
-                        self._claimer.scan, self.id, free, self.running
+                    scan = await self._gate.call(
+                        functools.partial(self._claimer.scan, self.id, free, self.running)
                     )
                 except OSError as exc:
                     # Jobs claimed before the error stay in our running directory: the stray

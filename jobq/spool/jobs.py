@@ -141,6 +141,10 @@ class JobFiles(FileOps):
         """
         return check_marker(self)
 
+    def queue_ready(self, queue: str) -> bool:
+        """Whether ``queue``'s directories are known to exist (a publish creates none)."""
+        return queue in self._queues
+
     def ensure_queue(self, queue: str) -> None:
         """Create the directories of ``queue`` if missing."""
         if queue in self._queues:
