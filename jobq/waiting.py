@@ -20,6 +20,7 @@ import contextlib
 import functools
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -148,6 +149,12 @@ class _Subscriber:
 class _Watch:
     wd: int
     subscribers: list[_Subscriber] = field(default_factory=list)
+    idle_since: float | None = None  # time.monotonic() when its last subscriber left
+
+
+#: Seconds a watch nobody waits on is kept for the next waiter: a loop of ``result()`` calls
+#: then neither removes nor sets up the kernel's watch of each directory on every call.
+LINGER = 5.0
 
 
 class _Hub:
@@ -181,11 +188,13 @@ class _Hub:
         with self._lock:
             for directory in directories:
                 try:
+                    # Of a directory watched already (a lingering watch) this returns its wd.
                     wd = self._inotify.add_watch(directory, self._mask)
                 except OSError:  # missing directory, watch limit reached, no inotify here
                     self._drop(taken, sub)
                     return None
                 watch = self._watches.setdefault(wd, _Watch(wd))
+                watch.idle_since = None
                 watch.subscribers.append(sub)
                 taken.append(watch)
         return taken
@@ -196,13 +205,20 @@ class _Hub:
             self._drop(watches, sub)
 
     def _drop(self, watches: list[_Watch], sub: _Subscriber) -> None:
+        # A watch left without subscribers lingers (see LINGER); the reader thread removes it
+        # when an event finds it idle for longer.
         for watch in watches:
             if sub in watch.subscribers:
                 watch.subscribers.remove(sub)
-            if not watch.subscribers and self._watches.get(watch.wd) is watch:
-                del self._watches[watch.wd]
-                with contextlib.suppress(OSError):  # gone with its directory
-                    self._inotify.rm_watch(watch.wd)
+            if not watch.subscribers:
+                watch.idle_since = time.monotonic()
+
+    def _forget(self, watch: _Watch, *, remove: bool) -> None:
+        if self._watches.get(watch.wd) is watch:
+            del self._watches[watch.wd]
+        if remove:
+            with contextlib.suppress(OSError):  # gone with its directory
+                self._inotify.rm_watch(watch.wd)
 
     def _read_forever(self) -> None:
         assert inotify_simple is not None
@@ -217,6 +233,7 @@ class _Hub:
     def _dispatch(self, events: list[Any]) -> None:
         assert inotify_simple is not None
         overflow = inotify_simple.flags.Q_OVERFLOW
+        ignored = inotify_simple.flags.IGNORED
         wakes: dict[Callable[[], None], None] = {}
         with self._lock:
             for event in events:
@@ -226,6 +243,14 @@ class _Hub:
                     continue
                 watch = self._watches.get(event.wd)
                 if watch is None:
+                    continue
+                if event.mask & ignored:  # its directory is gone: waiters look (and poll)
+                    self._forget(watch, remove=False)
+                    wakes.update(dict.fromkeys(s.wake for s in watch.subscribers))
+                    continue
+                idle = watch.idle_since
+                if idle is not None and time.monotonic() - idle > LINGER:
+                    self._forget(watch, remove=True)
                     continue
                 for sub in watch.subscribers:
                     if sub.name is None or sub.name == event.name or not event.name:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import threading
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -253,3 +254,43 @@ def test_failed_shared_sync_commits_nothing(
     assert os.listdir(spool_path / "done" / "default") == []
     assert len(os.listdir(spool_path / "running" / "w1")) == len(handles)
     assert os.listdir(spool_path / "tmp") == []
+
+
+def test_a_waiter_is_woken_in_a_directory_made_again(tmp_path: Path, no_poll: None) -> None:
+    """A watch kept for the next waiter must not outlive its directory."""
+    if not _events_here(tmp_path):
+        pytest.skip("no inotify on this filesystem")
+    box = tmp_path / "box"
+    for round_ in range(3):
+        box.mkdir()
+        woke = threading.Event()
+        with waiting.watching([str(box)], woke.set) as live:
+            assert live
+            (box / f"f{round_}").write_text("x")
+            assert woke.wait(5), f"round {round_}: no wake-up"
+        (box / f"f{round_}").unlink()
+        box.rmdir()
+
+
+def test_an_idle_watch_is_dropped_after_it_lingered(
+    tmp_path: Path, no_poll: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not _events_here(tmp_path):
+        pytest.skip("no inotify on this filesystem")
+    monkeypatch.setattr(waiting, "LINGER", 0.0)
+    hub = waiting._get_hub()
+    assert hub is not None
+    before = set(hub._watches)
+    woke = threading.Event()
+    with waiting.watching([str(tmp_path)], woke.set):
+        watched = set(hub._watches) - before
+        assert watched
+        (tmp_path / "a").write_text("x")
+        assert woke.wait(5)
+    assert watched <= set(hub._watches)  # kept for the next waiter
+    (tmp_path / "b").write_text("x")  # an event for nobody: the idle watch goes
+    for _ in range(500):
+        if not watched & set(hub._watches):
+            break
+        threading.Event().wait(0.01)
+    assert not watched & set(hub._watches)
