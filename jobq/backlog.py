@@ -49,6 +49,10 @@ class Backlog:
         if self._entries and time.monotonic() - self._listed_at > self._max_age:
             self._entries.clear()
 
+    def needs_listing(self) -> bool:
+        """Whether the next claim needs a listing first (none kept, or too old to trust)."""
+        return not self._entries or time.monotonic() - self._listed_at > self._max_age
+
     def relist(self) -> int:
         """List and sort every queue's pending directory; returns how many entries."""
         start = time.monotonic()

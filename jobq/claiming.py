@@ -52,6 +52,7 @@ class Scan(NamedTuple):
     next_due: float | None  # when the earliest scheduled job is due (epoch seconds)
     more_later: bool  # jobs pending or due within BURST_HORIZON (burst mode waits for them)
     contended: bool  # another worker won some claims: its leftovers are not the queue's end
+    unlisted: bool  # stopped where a listing was needed but not allowed: look again at once
 
 
 class Claimer:
@@ -84,21 +85,39 @@ class Claimer:
         self._scheduled_look = 0.0  # time.monotonic() of the next listing of scheduled/
         self._scheduled_due: int | None = None  # earliest due time (µs) it listed
 
-    def scan(self, worker_id: str, limit: int, running: Container[str]) -> Scan:
-        """Claim up to ``limit`` jobs for ``worker_id`` (blocking: run it in a thread).
+    def listing_due(self) -> bool:
+        """Whether the next scan lists a directory (pending/, scheduled/ or our running one).
+
+        A listing costs time in proportion to the directory (about 1 µs an entry): such a
+        scan belongs in a thread. Any other scan only claims from the kept listing, a few
+        system calls per job.
+        """
+        due = self._scheduled_due
+        return (
+            self.outage.strays
+            or self.backlog.needs_listing()
+            or time.monotonic() >= self._scheduled_look
+            or (due is not None and due <= time.time() * 1_000_000)
+        )
+
+    def scan(
+        self, worker_id: str, limit: int, running: Container[str], *, may_list: bool = True
+    ) -> Scan:
+        """Claim up to ``limit`` jobs for ``worker_id`` (blocking).
 
         ``running`` holds the ids of the jobs the worker runs; any other job in its running
-        directory is a stray to hand back, looked for only after a spool error.
+        directory is a stray to hand back, looked for only after a spool error. With
+        ``may_list`` false the scan stops where it would list pending/ (``Scan.unlisted``).
 
         Raises:
             OSError: if the spool fails; jobs claimed before the error stay in the running
                 directory for the next scan's stray sweep.
         """
-        if self.outage.strays:
+        if self.outage.strays and may_list:
             self._requeue_strays(worker_id, running)
-        return self._claim_batch(worker_id, limit)
+        return self._claim_batch(worker_id, limit, may_list)
 
-    def _claim_batch(self, worker_id: str, limit: int) -> Scan:
+    def _claim_batch(self, worker_id: str, limit: int, may_list: bool) -> Scan:
         """Promote due jobs, then claim up to ``limit`` jobs in priority order (one thread hop).
 
         Claims come from the backlog (a sorted listing kept between calls, see
@@ -108,11 +127,13 @@ class Claimer:
         next_due = self._promote_due(now_us)
         self.backlog.refresh_if_stale()
         claimed: list[tuple[Claimed, Job]] = []
-        listed = seen = contended = False
+        listed = seen = contended = unlisted = False
         while len(claimed) < limit:
             entry = self.backlog.pop()
             if entry is None:
-                if listed:
+                if not (listed or may_list):
+                    unlisted = True
+                if listed or not may_list:
                     break
                 listed = True
                 seen = self.backlog.relist() > 0 or seen
@@ -137,7 +158,11 @@ class Claimer:
             next_due = look_us if next_due is None else min(next_due, look_us)
         soon = next_due is not None and next_due <= now_us + BURST_HORIZON * 1_000_000
         return Scan(
-            claimed, None if next_due is None else next_due / 1_000_000, soon or seen, contended
+            claimed,
+            None if next_due is None else next_due / 1_000_000,
+            soon or seen or unlisted,
+            contended,
+            unlisted,
         )
 
     def _requeue_strays(self, worker_id: str, running: Container[str]) -> None:

@@ -235,18 +235,25 @@ class Settler:
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
                 finishes = [b[0] for b in batch]
-                results: list[bool | OSError]
-                try:
-                    results = list(await self._gate.call(functools.partial(self._commit, finishes)))
-                except OSError as exc:
-                    if is_unreachable(exc):
-                        results = list(await self._ride_out(finishes, exc))
-                    else:
-                        # One record that does not fit must not sink the others in its batch.
-                        results = [await self._commit_alone(fin) for fin in finishes]
+                # Inline, a batch goes in parts that each stall the loop briefly; in a thread
+                # (durable: the parts would each pay their own fsyncs) it goes whole.
+                size = self._gate.batch_size() if self._gate.inline else len(finishes)
+                results: list[bool | OSError] = []
+                for start in range(0, len(finishes), size):
+                    results += await self._commit_part(finishes[start : start + size])
                 for (_, event, box), ok in zip(batch, results, strict=True):
                     box.append(ok)
                     event.set()
+
+    async def _commit_part(self, finishes: list[Finish]) -> list[bool | OSError]:
+        try:
+            commit = functools.partial(self._commit, finishes)
+            return list(await self._gate.call(commit, items=len(finishes)))
+        except OSError as exc:
+            if is_unreachable(exc):
+                return list(await self._ride_out(finishes, exc))
+            # One record that does not fit must not sink the others in its batch.
+            return [await self._commit_alone(fin) for fin in finishes]
 
     def _commit(self, finishes: list[Finish]) -> list[bool]:
         """Commit outcomes, then do what follows from them in the same thread hop.

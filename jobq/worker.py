@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, cast
 
 import anyio
 
-from jobq.claiming import Claimer
+from jobq.claiming import Claimer, Scan
 from jobq.config import spool_dir
 from jobq.context import CaptureHandler, new_context
 from jobq.errors import ConfigurationError
@@ -287,9 +287,7 @@ class Worker:
                 # A job that ends during the scan may requeue itself behind the scan's back.
                 finished_before = self.processed
                 try:
-                    scan = await self._gate.call(
-                        functools.partial(self._claimer.scan, self.id, free, self.running)
-                    )
+                    scan = await self._scan(free)
                 except OSError as exc:
                     # Jobs claimed before the error stay in our running directory: the stray
                     # sweep hands them back once the spool answers.
@@ -300,11 +298,13 @@ class Worker:
                 claimed, next_due = scan.claimed, scan.next_due
                 for held, job in claimed:
                     self._start(jobs, held, job)
-                if len(claimed) == free or scan.contended:
-                    # Maybe more: look again as soon as a slot frees. After lost races the
-                    # listing is another worker's leftovers, not the end of the queue.
+                if len(claimed) == free or scan.contended or scan.unlisted:
+                    # Maybe more: look again as soon as a slot frees (or now, listing first).
+                    # After lost races the listing is another worker's leftovers, not the
+                    # end of the queue.
                     idle.reset()
-                    look_at = 0.0 if len(claimed) == free else time.monotonic() + 0.001
+                    more = len(claimed) == free or scan.unlisted
+                    look_at = 0.0 if more else time.monotonic() + 0.001
                     continue
                 if burst and not self.running and not scan.more_later:
                     if self.processed == finished_before:
@@ -319,6 +319,15 @@ class Worker:
                 if burst and not wake.raised:  # burst mode looks on every change, so wait here
                     with anyio.move_on_after(pause):
                         await self.wait_change()
+
+    async def _scan(self, free: int) -> Scan:
+        """One claim scan: on the loop's thread when it lists nothing and that is cheap
+        (``jobq.inline``), else in a thread; a listing's cost grows with the queue."""
+        if self._claimer.listing_due() or not self._gate.inline:
+            return await anyio.to_thread.run_sync(self._claimer.scan, self.id, free, self.running)
+        return await self._gate.call(
+            functools.partial(self._claimer.scan, self.id, free, self.running, may_list=False)
+        )
 
     def _watched_dirs(self) -> list[str]:
         return [

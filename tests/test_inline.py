@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING
 
 import anyio
@@ -33,16 +34,33 @@ async def test_a_slow_inline_call_sends_the_next_calls_to_a_thread() -> None:
     loop_thread = threading.get_ident()
     seen: list[bool] = []
 
-    def step(cost: float) -> None:
+    def step(cost: float, *, waits: bool = True) -> None:
         seen.append(threading.get_ident() == loop_thread)
+        if waits:
+            time.sleep(0.001)  # a real wait, as for a disk
         clock.now += cost
 
     await gate.call(lambda: step(BUDGET / 2))
-    await gate.call(lambda: step(BUDGET * 3))  # overran: the loop stalled too long
+    await gate.call(lambda: step(BUDGET * 3, waits=False))  # preempted, not its doing
+    await gate.call(lambda: step(BUDGET / 2))
+    await gate.call(lambda: step(BUDGET * 3))  # overran waiting: the loop stalled too long
     await gate.call(lambda: step(0.0))
     clock.now += HOLD
     await gate.call(lambda: step(0.0))
-    assert seen == [True, True, False, True]
+    assert seen == [True, True, True, True, False, True]
+
+
+async def test_batches_are_split_to_fit_the_budget() -> None:
+    clock = Clock()
+    gate = InlineGate(True, clock)
+
+    def commit(n: int) -> None:
+        clock.now += n * BUDGET / 10  # each item costs a tenth of the budget
+
+    for _ in range(40):
+        await gate.call(lambda: commit(gate.batch_size()), items=gate.batch_size())
+    # A part costs at most half the budget, and not much less.
+    assert BUDGET / 4 <= gate.batch_size() * BUDGET / 10 <= BUDGET / 2
 
 
 async def test_a_gate_that_is_not_allowed_always_uses_a_thread() -> None:

@@ -51,6 +51,15 @@ def _fresh_runs() -> Iterator[None]:
     ran.clear()
 
 
+@pytest.fixture(params=[True, False], ids=["durable", "not-durable"])
+def durability(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Both ways: a non-durable spool on a local disk claims and commits on the loop's thread
+    (``jobq.inline``), a durable one in threads."""
+    durable = bool(request.param)
+    monkeypatch.setattr(jobq.config, "_configured_durable", durable)
+    return durable
+
+
 @pytest.fixture
 def no_poll(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the safety-net poll an hour: only a file event can wake a waiter in time."""
@@ -139,7 +148,7 @@ async def test_polling_alone_runs_everything(
         assert len(subscribed) == len(handles)  # only the result() waiters watched
 
 
-async def test_wakeups_never_lose_or_repeat_a_job(spool_path: Path) -> None:
+async def test_wakeups_never_lose_or_repeat_a_job(spool_path: Path, durability: bool) -> None:
     """Producers at random moments (single, batched, delayed) against two small workers that
     race for the same names: every job runs exactly once and nothing is left behind."""
     rng = random.Random(4)
@@ -174,7 +183,7 @@ async def test_wakeups_never_lose_or_repeat_a_job(spool_path: Path) -> None:
     assert _leftovers(spool_path) == []
 
 
-async def test_deep_queue_drains_in_priority_order(spool_path: Path) -> None:
+async def test_deep_queue_drains_in_priority_order(spool_path: Path, durability: bool) -> None:
     """The kept listing (backlog) claims in the same order as a fresh scan each time."""
     rng = random.Random(9)
     calls = list(range(300))
@@ -187,7 +196,7 @@ async def test_deep_queue_drains_in_priority_order(spool_path: Path) -> None:
 
 
 async def test_backlog_skips_names_another_worker_took(
-    spool_path: Path, monkeypatch: pytest.MonkeyPatch
+    spool_path: Path, monkeypatch: pytest.MonkeyPatch, durability: bool
 ) -> None:
     """A name listed earlier but claimed by someone else since is skipped, not lost."""
     monkeypatch.setattr(jobq.backlog, "MIN_AGE", 3600.0)  # the stale listing stays in use
