@@ -23,6 +23,7 @@ __all__ = ("CaptureHandler", "JobContext", "current_job", "current_job_or_none")
 _CURRENT: ContextVar[JobContext | None] = ContextVar("jobq_current_job", default=None)
 _JOB_LOGGER = "jobq.job"
 logging.getLogger(_JOB_LOGGER).setLevel(logging.DEBUG)
+_WORKER_LOGGER = "jobq.worker"
 
 
 @dataclass(eq=False)
@@ -111,7 +112,9 @@ class CaptureHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """Buffer the formatted record in the current job's context (outside jobs: ignore)."""
         ctx = _CURRENT.get()
-        if ctx is None:
+        # The worker's own line about the job (done, failed, retrying) is logged from the
+        # job's context after its log was flushed: it belongs to the worker's log only.
+        if ctx is None or record.name == _WORKER_LOGGER:
             return
         try:
             ctx.lines.append(self.format(record) + "\n")

@@ -187,3 +187,22 @@ async def test_a_fenced_attempt_is_logged(
         m for m in messages if m.startswith(f"job observed.fence_me[{handle.id}] done in ")
     ]
     assert len([m for m in messages if " done in " in m]) == 1
+
+
+def test_a_jobs_log_holds_its_own_lines_not_the_workers(spool_path: Path) -> None:
+    """The worker's line about a job is logged in the job's context after its log was
+    flushed: it must go to the worker's log only, never into the job's buffer."""
+    from jobq.context import CaptureHandler, new_context
+
+    async def no_progress(_: object) -> None:
+        return None
+
+    ctx = new_context("j1", "tests.logs.job", "default", 1, no_progress)
+    token = ctx.activate()
+    handler = CaptureHandler()
+    try:
+        for name, message in (("jobq.job.tests.logs.job", "mine"), ("jobq.worker", "done")):
+            handler.emit(logging.LogRecord(name, logging.INFO, __file__, 1, message, None, None))
+    finally:
+        ctx.deactivate(token)
+    assert [line.split(": ", 1)[1] for line in ctx.lines] == ["mine\n"]

@@ -103,8 +103,9 @@ class FileOps:
         self._tmp_prefix = os.path.join(self.root, L.TMP, "")
 
     def path(self, *parts: str) -> str:
-        """A path inside the spool."""
-        return os.path.join(self.root, *parts)
+        """A path inside the spool (``parts`` are relative names, never absolute)."""
+        # A plain join: os.path.join's checks cost 1-2 µs a call on every claim and commit.
+        return "/".join((self.root, *parts))
 
     # -- primitives ------------------------------------------------------------------------
 

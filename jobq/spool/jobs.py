@@ -272,10 +272,10 @@ class JobFiles(FileOps):
     def _publish_target(self, job: Job, due_us: int | None) -> str:
         name = job.file_name
         if job.after:
-            return os.path.join(self.waiting_dir(job.queue), name.filename)
+            return f"{self.waiting_dir(job.queue)}/{name.filename}"
         if due_us is None:
-            return os.path.join(self.pending_dir(job.queue), name.filename)
-        return os.path.join(self.scheduled_dir(job.queue), name.scheduled_name(due_us))
+            return f"{self.pending_dir(job.queue)}/{name.filename}"
+        return f"{self.scheduled_dir(job.queue)}/{name.scheduled_name(due_us)}"
 
     def _take_key(self, job_id: str, taken: list[str]) -> bool:
         try:
@@ -311,9 +311,9 @@ class JobFiles(FileOps):
             InvalidName: if ``filename`` is not a job file name (quarantine it).
         """
         name = JobFileName.parse(filename).started()
-        dest = os.path.join(self.running_dir(worker_id), name.running_name(queue))
+        dest = f"{self.running_dir(worker_id)}/{name.running_name(queue)}"
         with translated("claim a job"):
-            if not self.rename(os.path.join(self.pending_dir(queue), filename), dest):
+            if not self.rename(f"{self.pending_dir(queue)}/{filename}", dest):
                 return None
         return Claimed(queue, name, dest)
 
@@ -365,9 +365,9 @@ class JobFiles(FileOps):
         """
         self.ensure_queue(queue)
         if due_us is None:
-            dest = os.path.join(self.pending_dir(queue), name.filename)
+            dest = f"{self.pending_dir(queue)}/{name.filename}"
         else:
-            dest = os.path.join(self.scheduled_dir(queue), name.scheduled_name(due_us))
+            dest = f"{self.scheduled_dir(queue)}/{name.scheduled_name(due_us)}"
         with translated("requeue a job"):
             # The destination's name is the one a reaper would use too: a fenced worker must
             # not take the reaper's move for its own.
@@ -401,7 +401,7 @@ class JobFiles(FileOps):
                 break
             src = os.path.join(directory, filename)
             with translated("promote a scheduled job"):
-                if self.rename(src, os.path.join(self.pending_dir(queue), name.filename)):
+                if self.rename(src, f"{self.pending_dir(queue)}/{name.filename}"):
                     moved += 1
         if moved:
             with translated("promote a scheduled job"):
