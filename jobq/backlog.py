@@ -39,6 +39,8 @@ class Backlog:
         self._entries: deque[tuple[str, str]] = deque()
         self._listed_at = 0.0
         self._max_age = MIN_AGE
+        #: Seconds the last listing took (None before the first): what the next may cost.
+        self.cost: float | None = None
 
     def invalidate(self) -> None:
         """Forget the listing (e.g. scheduled jobs were just promoted into pending)."""
@@ -60,7 +62,8 @@ class Backlog:
         found.sort()
         self._entries = deque(found)
         self._listed_at = time.monotonic()
-        self._max_age = max(MIN_AGE, COST_FACTOR * (self._listed_at - start))
+        self.cost = self._listed_at - start
+        self._max_age = max(MIN_AGE, COST_FACTOR * self.cost)
         return len(found)
 
     def skip(self, count: int) -> None:

@@ -33,12 +33,16 @@ if TYPE_CHECKING:
     from jobq.report import Reporter
     from jobq.spool import Claimed, SpoolDir
 
-__all__ = ("BURST_HORIZON", "SCHEDULED_EVERY", "Claimer", "Scan")
+__all__ = ("BURST_HORIZON", "CHEAP_LISTING", "SCHEDULED_EVERY", "Claimer", "Scan")
 
 logger = logging.getLogger("jobq.worker")
 
 #: In burst mode, scheduled jobs due within this many seconds still count as work to wait for.
 BURST_HORIZON = 60.0
+
+#: Listings of pending/ and scheduled/ that took less than this (seconds) last time may run
+#: on the event loop's thread (``jobq.inline``).
+CHEAP_LISTING = 0.0002
 
 #: Seconds between two listings of ``scheduled/`` (sooner when a listed job falls due): how
 #: late a delayed job or a retry that another process scheduled may start.
@@ -84,14 +88,20 @@ class Claimer:
         self.backlog = Backlog(spool.pending_names, self.queues)
         self._scheduled_look = 0.0  # time.monotonic() of the next listing of scheduled/
         self._scheduled_due: int | None = None  # earliest due time (µs) it listed
+        self._scheduled_cost: float | None = None  # seconds its last listing took
 
-    def listing_due(self) -> bool:
-        """Whether the next scan lists a directory (pending/, scheduled/ or our running one).
+    def listing_cheap(self) -> bool:
+        """Whether listing pending/ and scheduled/ cost little last time (``CHEAP_LISTING``).
 
-        A listing costs time in proportion to the directory (about 1 µs an entry): such a
-        scan belongs in a thread. Any other scan only claims from the kept listing, a few
-        system calls per job.
+        A listing costs time in proportion to the directory (about 1 µs an entry): a scan
+        that lists a deep queue belongs in a thread, one that lists an idle worker's few new
+        jobs does not. Unknown before the first listings, and then not cheap.
         """
+        listed, scheduled = self.backlog.cost, self._scheduled_cost
+        return listed is not None and scheduled is not None and listed + scheduled < CHEAP_LISTING
+
+    def must_list(self) -> bool:
+        """Whether the next scan lists a directory before it can claim anything."""
         due = self._scheduled_due
         return (
             self.outage.strays
@@ -193,6 +203,7 @@ class Claimer:
             look_us = now_us + round((self._scheduled_look - now) * 1_000_000)
             return look_us if due is None else min(due, look_us)
         next_due: int | None = None
+        started = time.monotonic()
         for queue in self.queues:
             moved, due = self.spool.promote_due_next(queue, now_us)
             if moved:
@@ -200,6 +211,7 @@ class Claimer:
             if due is not None and (next_due is None or due < next_due):
                 next_due = due
         self._scheduled_due = next_due
+        self._scheduled_cost = time.monotonic() - started
         self._scheduled_look = now + SCHEDULED_EVERY
         return next_due
 

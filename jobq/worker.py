@@ -321,12 +321,14 @@ class Worker:
                         await self.wait_change()
 
     async def _scan(self, free: int) -> Scan:
-        """One claim scan: on the loop's thread when it lists nothing and that is cheap
-        (``jobq.inline``), else in a thread; a listing's cost grows with the queue."""
-        if self._claimer.listing_due() or not self._gate.inline:
+        """One claim scan: on the loop's thread when that is cheap (``jobq.inline``), else in
+        a thread. A listing's cost grows with the queue: an inline scan lists only where the
+        last listings were cheap, and otherwise stops where it would list."""
+        cheap = self._claimer.listing_cheap()
+        if not self._gate.inline or (self._claimer.must_list() and not cheap):
             return await anyio.to_thread.run_sync(self._claimer.scan, self.id, free, self.running)
         return await self._gate.call(
-            functools.partial(self._claimer.scan, self.id, free, self.running, may_list=False)
+            functools.partial(self._claimer.scan, self.id, free, self.running, may_list=cheap)
         )
 
     def _watched_dirs(self) -> list[str]:
