@@ -56,12 +56,47 @@ async def round_trip(samples: int) -> dict[str, float]:
     }
 
 
+async def enqueue_lag(n: int) -> dict[str, float]:
+    """Enqueue ``n`` jobs one at a time while another task measures the event loop's lag.
+
+    The other task yields and times how long the loop took to come back to it: a jobq call
+    that blocks the loop (a file operation on its thread) shows as a long gap.
+    """
+    gaps: list[float] = []
+    done = False
+
+    async def watch() -> None:
+        while not done:
+            begin = time.perf_counter()
+            await anyio.sleep(0)
+            gaps.append(time.perf_counter() - begin)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        await anyio.sleep(0.01)
+        await print_time.enqueue()  # creates the queue's directories (in a thread)
+        begin = time.perf_counter()
+        for _ in range(n):
+            await print_time.enqueue()
+        elapsed = time.perf_counter() - begin
+        done = True
+    gaps.sort()
+    return {
+        "per_s": n / elapsed,
+        "lag_p50_us": gaps[len(gaps) // 2] * 1e6,
+        "lag_p99_us": gaps[int(len(gaps) * 0.99)] * 1e6,
+        "lag_max_us": gaps[-1] * 1e6,
+    }
+
+
 def main() -> None:
     command, n = sys.argv[1], int(sys.argv[2])
     if command == "enqueue":
         out = anyio.run(enqueue, n)
     elif command == "enqueue-many":
         out = anyio.run(enqueue_many, n, int(sys.argv[3]))
+    elif command == "enqueue-lag":
+        out = anyio.run(enqueue_lag, n)
     elif command == "round-trip":
         out = anyio.run(round_trip, n)
     else:
