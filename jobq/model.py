@@ -7,7 +7,6 @@ A job file holds the immutable description of one job. An outcome record (in ``d
 from __future__ import annotations
 
 import math
-import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +15,7 @@ import orjson
 
 from jobq.errors import InvalidName, SerializationError
 from jobq.layout import FORMAT_VERSION, MAX_PRIORITY, MIN_PRIORITY, JobFileName
-from jobq.names import check_job_id, check_job_name, check_queue
+from jobq.names import UNIQUE, check_job_id, check_job_name, check_queue
 
 __all__ = (
     "CorruptJob",
@@ -38,7 +37,7 @@ class CorruptJob(ValueError):
 
 def new_job_id() -> str:
     """A fresh job id: a millisecond timestamp (so ids sort roughly by age) and 40 random bits."""
-    return f"{time.time_ns() // 1_000_000:011x}{secrets.token_hex(5)}"
+    return f"{time.time_ns() // 1_000_000:011x}{UNIQUE.getrandbits(40):010x}"
 
 
 @dataclass(frozen=True, slots=True)

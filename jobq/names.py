@@ -6,16 +6,25 @@ job id can never point outside the spool.
 
 from __future__ import annotations
 
+import os
+import random
 import re
 
 from jobq.errors import InvalidName
 
 __all__ = (
+    "UNIQUE",
     "check_job_id",
     "check_job_name",
     "check_queue",
     "check_worker_id",
 )
+
+#: The random bits of jobq's own ids and temp names: not secret (the spool is private), only
+#: unique, and cheaper than ``secrets`` (no system call). A private generator, so that an app
+#: that seeds ``random`` does not give two processes the same ids; seeded afresh after a fork.
+UNIQUE = random.Random()
+os.register_at_fork(after_in_child=UNIQUE.seed)
 
 _QUEUE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
 _JOB_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,199}")

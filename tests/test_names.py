@@ -148,3 +148,27 @@ def test_spool_is_private(spool_path: Path, worker_process: Callable[..., Worker
     assert stat.S_IMODE(spool_path.stat().st_mode) == 0o700
     assert seen["dirs"] >= 20
     assert seen["files"] >= 8
+
+
+def test_job_ids_stay_unique_when_the_app_seeds_random_or_forks() -> None:
+    """jobq's random bits come from a generator of its own, seeded afresh in a fork."""
+    import random
+
+    from jobq.model import new_job_id
+
+    random.seed(7)
+    first = new_job_id()
+    random.seed(7)
+    assert new_job_id()[11:] != first[11:]
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id must differ from the parent's next one
+        os.write(write, new_job_id().encode())
+        os._exit(0)
+    os.close(write)
+    mine = new_job_id()
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        theirs = pipe.read()
+    assert theirs[11:] != mine[11:]

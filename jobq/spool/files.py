@@ -14,12 +14,12 @@ import errno
 import functools
 import os
 import platform
-import random
 import sys
 from typing import TYPE_CHECKING, Any
 
 from jobq import layout as L
 from jobq.errors import SpoolError
+from jobq.names import UNIQUE
 from jobq.waiting import local_filesystem
 
 if TYPE_CHECKING:
@@ -197,7 +197,7 @@ class FileOps:
     def _temp_path(self, stem: str, suffix: str) -> str:
         # Unique per writer, not secret: the pid tells processes of a host apart, 32 random
         # bits hosts and calls (O_EXCL turns the rare clash into an error, never a mix-up).
-        return f"{self._tmp_prefix}{stem}.{os.getpid()}.{random.getrandbits(32):08x}{suffix}"
+        return f"{self._tmp_prefix}{stem}.{os.getpid()}.{UNIQUE.getrandbits(32):08x}{suffix}"
 
     def _publish_file(self, dest: str, data: bytes, *, always_sync: bool = False) -> None:
         """Publish ``data`` as ``dest`` through ``tmp/`` (durably if durable, or ``always_sync``).
