@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import functools
 import os
 import threading
@@ -167,6 +168,11 @@ class _Hub:
     def __init__(self) -> None:
         assert inotify_simple is not None
         self.pid = os.getpid()
+        if getattr(inotify_simple, "_libc", None) is None:
+            # inotify_simple finds libc with ctypes.util.find_library, which runs
+            # `ldconfig -p` in a subprocess: 14-40 ms on the first wait of every process
+            # (a stalled event loop, a slower worker start). The C library is loaded already.
+            inotify_simple._libc = ctypes.CDLL(None, use_errno=True)
         self._inotify: Any = inotify_simple.INotify()
         self._mask = int(
             inotify_simple.flags.MOVED_TO
