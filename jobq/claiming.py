@@ -1,8 +1,10 @@
-"""Claim scans: which jobs a worker takes next, in one thread hop per scan.
+"""Claim scans: which jobs a worker takes next, in one blocking call per scan.
 
 A scan promotes due scheduled jobs, then claims up to the worker's free slots in priority order
 from a sorted listing kept between scans (``jobq.backlog``), each claim one rename into the
-worker's own running directory. A claimed job that may not start yet (a name this worker does
+worker's own running directory. The worker makes the call in a thread, or on its event loop's
+thread where that is cheap (``jobq.inline``): a scan tells it whether it must list a directory
+first and what listing cost last time. A claimed job that may not start yet (a name this worker does
 not know, a full limit) goes back to pending through ``jobq.holdback``. After a filesystem
 error, the scan first hands back jobs that a failed step left in the running directory.
 
@@ -128,7 +130,7 @@ class Claimer:
         return self._claim_batch(worker_id, limit, may_list)
 
     def _claim_batch(self, worker_id: str, limit: int, may_list: bool) -> Scan:
-        """Promote due jobs, then claim up to ``limit`` jobs in priority order (one thread hop).
+        """Promote due jobs, then claim up to ``limit`` jobs in priority order (one call).
 
         Claims come from the backlog (a sorted listing kept between calls, see
         ``jobq.backlog``), listed again once used up.
@@ -141,9 +143,8 @@ class Claimer:
         while len(claimed) < limit:
             entry = self.backlog.pop()
             if entry is None:
-                if not (listed or may_list):
-                    unlisted = True
                 if listed or not may_list:
+                    unlisted = not listed  # stopped short of a listing it may not make
                     break
                 listed = True
                 seen = self.backlog.relist() > 0 or seen
@@ -180,7 +181,7 @@ class Claimer:
 
         After a filesystem error halfway through a claim batch or a settle, a job file can be
         left in ``running/WORKER/`` with nothing running it; the lease holds (we heartbeat),
-        so no reaper would take it. Runs in the claim batch's thread hop, so no claim of ours
+        so no reaper would take it. Runs in the claim batch's call, so no claim of ours
         is in flight meanwhile.
         """
         for held in self.spool.running_jobs(worker_id):

@@ -1,19 +1,20 @@
 """When a small blocking spool step may run on the event loop's own thread.
 
 jobq's blocking file work goes to a worker thread so that the event loop never waits on a disk.
-For one non-durable job on a local disk that hop costs more than the work: handing the call to a
-thread and the result back took 60-80 µs here (two context switches, the GIL passed twice),
-the publish itself about as much (docs/performance.md). So such a call runs inline when the
-spool is on a local filesystem, is not durable (durable publishes wait for two fsyncs, which a
-busy disk stretches to milliseconds), and recent inline calls stayed within ``BUDGET``.
+For small steps on a fast local disk that hop costs more than the work: handing a call to a
+thread and the result back took 100-150 µs here (two context switches, the GIL passed twice),
+a non-durable publish 40-45 µs on tmpfs (docs/performance.md). So a single enqueue, a worker's
+claim scan and its group commits run inline when the spool is on a local filesystem, is not
+durable (durable calls wait for fsyncs, which a busy disk stretches to milliseconds), and
+recent inline calls stayed within ``BUDGET``.
 
 An inline call stalls the loop for its own duration. Every one is timed: a call that takes
 longer than ``BUDGET`` and slept on the way (it waited for the disk or a lock; one that the
 scheduler merely preempted would have stalled the loop as long with a thread hop) sends the
 calls of the next ``HOLD`` seconds back to a thread, after which one is tried inline again.
-Batches are split so that each inline call takes about half the budget (``batch_size``).
-Each inline call ends with a checkpoint, so a loop of
-``await job.enqueue(...)`` still lets other tasks run between jobs.
+Batches are split so that each inline call takes about half the budget (``batch_size``). Each
+inline call ends with a checkpoint, so a loop of ``await job.enqueue(...)`` still lets other
+tasks run between jobs.
 
 Failure story: nothing is written here; a call that raises inline raises the same error it
 would have raised from a thread.
@@ -93,7 +94,7 @@ class InlineGate:
             ended = self._clock()
             # Only a call that waited (for a disk, a lock) overran by its own doing: one that
             # the scheduler preempted would have stalled the loop as much from a thread hop.
-            if ended - started > BUDGET and _waits() != waits:
+            if ended - started > BUDGET and (_RUSAGE_THREAD is None or _waits() != waits):
                 self._threads_until = ended + HOLD
             self._per_item += ((ended - started) / max(1, items) - self._per_item) / 8
             await anyio.lowlevel.checkpoint()
@@ -102,7 +103,7 @@ class InlineGate:
 def _waits() -> int:
     """How often this thread has gone to sleep waiting (voluntary context switches)."""
     if _RUSAGE_THREAD is None:
-        return 0  # unknown: every overrun counts
+        return 0  # unknown here: every overrun counts (see ``InlineGate.call``)
     return resource.getrusage(_RUSAGE_THREAD).ru_nvcsw
 
 

@@ -256,7 +256,7 @@ class Settler:
             return [await self._commit_alone(fin) for fin in finishes]
 
     def _commit(self, finishes: list[Finish]) -> list[bool]:
-        """Commit outcomes, then do what follows from them in the same thread hop.
+        """Commit outcomes, then do what follows from them in the same call (thread or inline).
 
         What follows (dependents released, expiry marked) is finished by housekeeping if it
         fails or the worker dies here, so its errors are logged and never undo a commit.

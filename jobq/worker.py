@@ -1,9 +1,10 @@
 """The worker: claim jobs, run them, keep the lease, shut down gracefully.
 
 One poll iteration, in the manner of arq: promote due jobs, claim up to the free slots in one
-thread hop, start each as a task. What becomes of a job once its attempt ended is
-``jobq.settle``'s (retries, group-committed outcome records); the chores beside the claim loop
-(lease, cancel requests, logs, reaper, collectors, feature chores) are ``jobq.housekeeping``'s.
+call (a thread hop, or inline where that is cheaper: ``jobq.inline``), start each as a task.
+What becomes of a job once its attempt ended is ``jobq.settle``'s (retries, group-committed
+outcome records); the chores beside the claim loop (lease, cancel requests, logs, reaper,
+collectors, feature chores) are ``jobq.housekeeping``'s.
 """
 
 from __future__ import annotations

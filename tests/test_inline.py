@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 import jobq
+import jobq.inline
 from jobq.inline import BUDGET, HOLD, InlineGate, gate_for
 
 if TYPE_CHECKING:
@@ -109,3 +110,21 @@ async def test_a_loop_of_inline_enqueues_lets_other_tasks_run(tmp_path: Path) ->
     pending = tmp_path / "spool" / "queues" / "default" / "pending"
     assert len(list(pending.iterdir())) == 51
     assert len({h.id for h in handles}) == 50
+
+
+async def test_where_waits_cannot_be_told_every_overrun_counts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(jobq.inline, "_RUSAGE_THREAD", None)  # no per-thread rusage here
+    clock = Clock()
+    gate = InlineGate(True, clock)
+    loop_thread = threading.get_ident()
+    seen: list[bool] = []
+
+    def step(cost: float) -> None:
+        seen.append(threading.get_ident() == loop_thread)
+        clock.now += cost
+
+    await gate.call(lambda: step(BUDGET * 3))  # no wait, but no way to know it
+    await gate.call(lambda: step(0.0))
+    assert seen == [True, False]
