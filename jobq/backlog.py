@@ -48,12 +48,15 @@ class Backlog:
 
     def refresh_if_stale(self) -> None:
         """Drop a listing that is too old to trust for priority order."""
-        if self._entries and time.monotonic() - self._listed_at > self._max_age:
+        if self._stale():
             self._entries.clear()
 
     def needs_listing(self) -> bool:
         """Whether the next claim needs a listing first (none kept, or too old to trust)."""
-        return not self._entries or time.monotonic() - self._listed_at > self._max_age
+        return not self._entries or self._stale()
+
+    def _stale(self) -> bool:
+        return time.monotonic() - self._listed_at > self._max_age
 
     def relist(self) -> int:
         """List and sort every queue's pending directory; returns how many entries."""

@@ -103,14 +103,14 @@ class Claimer:
         return listed is not None and scheduled is not None and listed + scheduled < CHEAP_LISTING
 
     def must_list(self) -> bool:
-        """Whether the next scan lists a directory before it can claim anything."""
+        """Whether the next scan lists pending/ or scheduled/ before it can claim anything."""
+        now_us = round(time.time() * 1_000_000)
+        return self.backlog.needs_listing() or self._scheduled_listing_due(now_us)
+
+    def _scheduled_listing_due(self, now_us: int) -> bool:
+        """Whether ``scheduled/`` is due for a listing (see ``_promote_due``)."""
         due = self._scheduled_due
-        return (
-            self.outage.strays
-            or self.backlog.needs_listing()
-            or time.monotonic() >= self._scheduled_look
-            or (due is not None and due <= time.time() * 1_000_000)
-        )
+        return time.monotonic() >= self._scheduled_look or (due is not None and due <= now_us)
 
     def scan(
         self, worker_id: str, limit: int, running: Container[str], *, may_list: bool = True
@@ -125,7 +125,7 @@ class Claimer:
             OSError: if the spool fails; jobs claimed before the error stay in the running
                 directory for the next scan's stray sweep.
         """
-        if self.outage.strays and may_list:
+        if self.outage.strays:
             self._requeue_strays(worker_id, running)
         return self._claim_batch(worker_id, limit, may_list)
 
@@ -136,7 +136,7 @@ class Claimer:
         ``jobq.backlog``), listed again once used up.
         """
         now_us = round(time.time() * 1_000_000)
-        next_due = self._promote_due(now_us)
+        next_due = self._promote_due(now_us, may_list)
         self.backlog.refresh_if_stale()
         claimed: list[tuple[Claimed, Job]] = []
         listed = seen = contended = unlisted = False
@@ -171,7 +171,7 @@ class Claimer:
         return Scan(
             claimed,
             None if next_due is None else next_due / 1_000_000,
-            soon or seen or unlisted,
+            soon or seen,
             contended,
             unlisted,
         )
@@ -190,18 +190,19 @@ class Claimer:
                 logger.warning("job %s: handed back after a spool error (%s)", held.job_id, what)
         self.outage.strays = False
 
-    def _promote_due(self, now_us: int) -> int | None:
+    def _promote_due(self, now_us: int, may_list: bool = True) -> int | None:
         """Move due scheduled jobs to pending; when the next one is due (µs), or None.
 
         ``scheduled/`` is listed at most every ``SCHEDULED_EVERY`` seconds, or sooner when
         the earliest job it held is due: a busy worker scans after every finished job, and on
         a network filesystem each listing is three round trips to the server. Between
-        listings the answer is the next look, so an idle worker wakes for it.
+        listings (and in a scan that may not list) the answer is the next look, so an idle
+        worker wakes for it.
         """
         now = time.monotonic()
         due = self._scheduled_due
-        if now < self._scheduled_look and (due is None or due > now_us):
-            look_us = now_us + round((self._scheduled_look - now) * 1_000_000)
+        if not (may_list and self._scheduled_listing_due(now_us)):
+            look_us = now_us + max(0, round((self._scheduled_look - now) * 1_000_000))
             return look_us if due is None else min(due, look_us)
         next_due: int | None = None
         started = time.monotonic()

@@ -12,12 +12,15 @@ An inline call stalls the loop for its own duration. Every one is timed: a call 
 longer than ``BUDGET`` and slept on the way (it waited for the disk or a lock; one that the
 scheduler merely preempted would have stalled the loop as long with a thread hop) sends the
 calls of the next ``HOLD`` seconds back to a thread, after which one is tried inline again.
-Batches are split so that each inline call takes about half the budget (``batch_size``). Each
-inline call ends with a checkpoint, so a loop of ``await job.enqueue(...)`` still lets other
-tasks run between jobs.
+Batches (a group commit, a claim scan's claims) are limited so that each inline call takes
+about half the budget (``batch_size``). Each inline call ends with a checkpoint, so a loop of
+``await job.enqueue(...)`` still lets other tasks run between jobs.
 
 Failure story: nothing is written here; a call that raises inline raises the same error it
-would have raised from a thread.
+would have raised from a thread, and one that succeeded returns its result even if the task
+is cancelled at the checkpoint after it, as a thread's would. A network filesystem, whose
+hung mount would freeze the loop, never goes inline; a worker whose spool just failed sends
+its calls to threads until the spool answers again.
 """
 
 from __future__ import annotations
@@ -79,25 +82,31 @@ class InlineGate:
         """
         return max(1, int(BUDGET / 2 / self._per_item))
 
-    async def call(self, fn: Callable[[], T], *, items: int = 1) -> T:
+    async def call(self, fn: Callable[[], T], *, items: int | None = None) -> T:
         """Run ``fn`` inline (then yield to the loop once) or in a worker thread.
 
         Args:
-            items: how many items of a batch ``fn`` handles (see ``batch_size``).
+            items: how many items of a batch ``fn`` handles; such calls (and only they) teach
+                ``batch_size`` what one item costs.
         """
         if not self.inline:
             return await anyio.to_thread.run_sync(fn)
         started, waits = self._clock(), _waits()
         try:
-            return fn()
+            result = fn()
         finally:
             ended = self._clock()
-            # Only a call that waited (for a disk, a lock) overran by its own doing: one that
-            # the scheduler preempted would have stalled the loop as much from a thread hop.
+            # Only a call that waited (for a disk, a lock) overran by its own doing: callers
+            # keep their calls to about half the budget (``batch_size``), so one that took
+            # longer without sleeping was preempted, which stalls the loop from a thread too.
             if ended - started > BUDGET and (_RUSAGE_THREAD is None or _waits() != waits):
                 self._threads_until = ended + HOLD
-            self._per_item += ((ended - started) / max(1, items) - self._per_item) / 8
-            await anyio.lowlevel.checkpoint()
+            if items is not None:
+                self._per_item += ((ended - started) / max(1, items) - self._per_item) / 8
+        # Shielded: what ``fn`` did (a job published, jobs claimed) must reach the caller, as
+        # it would from a thread, whose result anyio returns whatever cancels meanwhile.
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+        return result
 
 
 def _waits() -> int:

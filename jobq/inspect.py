@@ -1,7 +1,9 @@
 """Read-only queries over a spool: counts, one job, job listings, workers.
 
-Nothing here changes the spool or needs a running worker; ``jobq status`` and
-``Spool.stats()`` are thin layers over these functions.
+Nothing here needs a running worker; ``jobq status`` and ``Spool.stats()`` are thin layers
+over these functions. The one change a query may make is the one every reader makes: an
+outcome record that is not a record (a power cut's leftover) is moved to ``invalid/`` by
+whoever meets it first (``jobq.records``), on a spool it can write.
 """
 
 from __future__ import annotations

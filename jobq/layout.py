@@ -203,8 +203,9 @@ def parse_quarantined(name: str) -> QuarantinedName:
         return QuarantinedName(check_job_id(name.partition(".")[0]), None, None)
     state, sep, rest = name.partition("@")
     if sep and state in FINISHED_STATES:
-        queue, sep, filename = rest.partition("@")
-        if sep and filename.endswith(JOB_SUFFIX):
+        # A record has two "@"; a running name of a queue called "done" (or so) has one.
+        queue, second, filename = rest.partition("@")
+        if second and filename.endswith(JOB_SUFFIX):
             job_id = check_job_id(filename[: -len(JOB_SUFFIX)])
             return QuarantinedName(job_id, check_queue(queue), state)
     if sep:

@@ -58,7 +58,7 @@ class Outage:
     Attributes:
         since: ``time.monotonic()`` when the current outage began; None while up.
         strays: an operation failed halfway since the last sweep, so the worker's running
-            directory may hold jobs it no longer tracks (see ``Worker``'s stray sweep).
+            directory may hold jobs it no longer tracks (see ``Claimer``'s stray sweep).
     """
 
     def __init__(self) -> None:

@@ -35,7 +35,7 @@ from jobq.runner import Ending, backoff_delay
 from jobq.spool import Finish
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -234,43 +234,64 @@ class Settler:
                         batch.append(self._receive.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
-                finishes = [b[0] for b in batch]
-                # Inline, a batch goes in parts that each stall the loop briefly; in a thread
-                # (durable: the parts would each pay their own fsyncs) it goes whole.
-                size = self._gate.batch_size() if self._gate.inline else len(finishes)
-                results: list[bool | OSError] = []
-                for start in range(0, len(finishes), size):
-                    results += await self._commit_part(finishes[start : start + size])
+                results = await self._commit_batch([b[0] for b in batch])
                 for (_, event, box), ok in zip(batch, results, strict=True):
                     box.append(ok)
                     event.set()
 
-    async def _commit_part(self, finishes: list[Finish]) -> list[bool | OSError]:
+    async def _commit_batch(self, finishes: list[Finish]) -> list[bool | OSError]:
+        """Record a batch, and do once what follows from it (``_follow_up``).
+
+        In a thread the batch goes whole, with its follow-up in the same hop (durable: parts
+        would each pay their own fsyncs); inline it goes in parts that each stall the loop
+        about half the budget (``jobq.inline``), sized again before each part.
+        """
+        if not self._gate.inline:
+            return await self._commit_part(finishes, follow_up=True)
+        results: list[bool | OSError] = []
+        while len(results) < len(finishes):
+            rest = finishes[len(results) :]
+            part = rest[: self._gate.batch_size()] if self._gate.inline else rest
+            results += await self._commit_part(part, follow_up=False)
+        await self._gate.call(functools.partial(self._follow_up, finishes, results))
+        return results
+
+    async def _commit_part(self, finishes: list[Finish], follow_up: bool) -> list[bool | OSError]:
         try:
-            commit = functools.partial(self._commit, finishes)
+            commit = functools.partial(self._commit, finishes, follow_up)
             return list(await self._gate.call(commit, items=len(finishes)))
         except OSError as exc:
             if is_unreachable(exc):
-                return list(await self._ride_out(finishes, exc))
-            # One record that does not fit must not sink the others in its batch.
-            return [await self._commit_alone(fin) for fin in finishes]
+                results = list(await self._ride_out(finishes, exc))
+            else:
+                # One record that does not fit must not sink the others in its batch.
+                results = [await self._commit_alone(fin) for fin in finishes]
+        if follow_up:
+            await anyio.to_thread.run_sync(self._follow_up, finishes, results)
+        return results
 
-    def _commit(self, finishes: list[Finish]) -> list[bool]:
-        """Commit outcomes, then do what follows from them in the same call (thread or inline).
-
-        What follows (dependents released, expiry marked) is finished by housekeeping if it
-        fails or the worker dies here, so its errors are logged and never undo a commit.
-        """
+    def _commit(self, finishes: list[Finish], follow_up: bool) -> list[bool]:
         results = self.spool.commit(finishes)
-        committed = [f for f, ok in zip(finishes, results, strict=True) if ok]
+        if follow_up:
+            self._follow_up(finishes, list(results))
+        return results
+
+    def _follow_up(self, finishes: Sequence[Finish], results: Sequence[bool | OSError]) -> None:
+        """What follows from recorded outcomes: dependents released, expiry marked.
+
+        Finished by housekeeping if it fails or the worker dies first, so its errors are
+        logged and never undo a commit. One call per batch: releasing lists ``deps/``.
+        """
+        committed = {f.job_id for f, ok in zip(finishes, results, strict=True) if ok is True}
         ttls = [(f.queue, f.job_id, self._ttls.pop(f.job_id)) for f in finishes
                 if f.job_id in self._ttls]  # fmt: skip
+        if not committed:
+            return
         try:
-            dependencies.release(self.spool, [f.job_id for f in committed])
-            expiry.mark(self.spool, [t for t in ttls if t[1] in {f.job_id for f in committed}])
+            dependencies.release(self.spool, [f.job_id for f in finishes if f.job_id in committed])
+            expiry.mark(self.spool, [t for t in ttls if t[1] in committed])
         except OSError as exc:
             logger.warning("after recording outcomes (housekeeping retries): %s", exc)
-        return results
 
     async def _ride_out(self, finishes: list[Finish], exc: OSError) -> list[bool | OSError]:
         """Commit ``finishes`` once the spool answers again, unless the lease ran out first.
@@ -302,7 +323,7 @@ class Settler:
         """
         self.spool.complete_commits(os.getpid())
         todo = [fin for fin in finishes if os.path.lexists(fin.src)]
-        results = self._commit(todo) if todo else []
+        results = self.spool.commit(todo) if todo else []
         recorded = dict(zip((fin.job_id for fin in todo), results, strict=True))
         return [
             recorded[fin.job_id]
@@ -313,7 +334,7 @@ class Settler:
 
     async def _commit_alone(self, finish: Finish) -> bool | OSError:
         try:
-            return (await anyio.to_thread.run_sync(self._commit, [finish]))[0]
+            return (await anyio.to_thread.run_sync(self.spool.commit, [finish]))[0]
         except OSError as exc:  # SpoolError is an OSError too
             logger.error("job %s: cannot record its outcome: %s", finish.job_id, exc)
             return exc

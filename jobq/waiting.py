@@ -154,7 +154,8 @@ class _Watch:
 
 
 #: Seconds a watch nobody waits on is kept for the next waiter: a loop of ``result()`` calls
-#: then neither removes nor sets up the kernel's watch of each directory on every call.
+#: then neither removes nor sets up the kernel's watch of each directory on every call. It is
+#: removed by the first event that finds it idle longer; a quiet directory costs nothing.
 LINGER = 5.0
 
 
@@ -206,7 +207,8 @@ class _Hub:
         return taken
 
     def unsubscribe(self, watches: list[_Watch], sub: _Subscriber) -> None:
-        """Forget ``sub``; a directory nobody waits on any more is no longer watched."""
+        """Forget ``sub``; a directory nobody waits on any more keeps its watch a while
+        (``LINGER``)."""
         with self._lock:
             self._drop(watches, sub)
 

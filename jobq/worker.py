@@ -288,7 +288,7 @@ class Worker:
                 # A job that ends during the scan may requeue itself behind the scan's back.
                 finished_before = self.processed
                 try:
-                    scan = await self._scan(free)
+                    scan, limit = await self._scan(free)
                 except OSError as exc:
                     # Jobs claimed before the error stay in our running directory: the stray
                     # sweep hands them back once the spool answers.
@@ -299,12 +299,12 @@ class Worker:
                 claimed, next_due = scan.claimed, scan.next_due
                 for held, job in claimed:
                     self._start(jobs, held, job)
-                if len(claimed) == free or scan.contended or scan.unlisted:
-                    # Maybe more: look again as soon as a slot frees (or now, listing first).
-                    # After lost races the listing is another worker's leftovers, not the
-                    # end of the queue.
+                if len(claimed) == limit or scan.contended or scan.unlisted:
+                    # Maybe more: look again as soon as a slot frees (or now, if the scan
+                    # stopped short of its slots or of a listing). After lost races the
+                    # listing is another worker's leftovers, not the end of the queue.
                     idle.reset()
-                    more = len(claimed) == free or scan.unlisted
+                    more = len(claimed) == limit or scan.unlisted
                     look_at = 0.0 if more else time.monotonic() + 0.001
                     continue
                 if burst and not self.running and not scan.more_later:
@@ -321,16 +321,23 @@ class Worker:
                     with anyio.move_on_after(pause):
                         await self.wait_change()
 
-    async def _scan(self, free: int) -> Scan:
-        """One claim scan: on the loop's thread when that is cheap (``jobq.inline``), else in
-        a thread. A listing's cost grows with the queue: an inline scan lists only where the
-        last listings were cheap, and otherwise stops where it would list."""
+    async def _scan(self, free: int) -> tuple[Scan, int]:
+        """One claim scan, and how many jobs it could claim at most.
+
+        On the loop's thread when that is cheap (``jobq.inline``), else in a thread. An inline
+        scan claims at most a part's worth of jobs (a claim costs about what a record does),
+        lists only where the last listings were cheap and otherwise stops where it would
+        list. After a spool error, and until the spool answers, scans (and the sweep for
+        strays) go to a thread: a failing disk may hang too.
+        """
         cheap = self._claimer.listing_cheap()
-        if not self._gate.inline or (self._claimer.must_list() and not cheap):
-            return await anyio.to_thread.run_sync(self._claimer.scan, self.id, free, self.running)
-        return await self._gate.call(
-            functools.partial(self._claimer.scan, self.id, free, self.running, may_list=cheap)
-        )
+        troubled = self.outage.since is not None or self.outage.strays
+        if troubled or not self._gate.inline or (self._claimer.must_list() and not cheap):
+            scan = await anyio.to_thread.run_sync(self._claimer.scan, self.id, free, self.running)
+            return scan, free
+        limit = min(free, self._gate.batch_size())
+        call = functools.partial(self._claimer.scan, self.id, limit, self.running, may_list=cheap)
+        return await self._gate.call(call), limit
 
     def _watched_dirs(self) -> list[str]:
         return [

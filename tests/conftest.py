@@ -17,6 +17,8 @@ import jobq
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from jobq.spool import Claimed, SpoolDir
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -142,6 +144,22 @@ def worker_process(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
         worker.kill()
 
 
+DEAD_WORKER, DEAD_PID = "deadhost.999999.abcdef", 999999
+
+
+def claimed_by_dead_worker(spool_path: Path, *, durable: bool = True) -> tuple[SpoolDir, Claimed]:
+    """The spool's only pending job, claimed by a registered worker (lease 1 s) of a pid that
+    does not run: ``DEAD_WORKER``. Its registration is ``spool.worker_file(DEAD_WORKER)``."""
+    from jobq.spool import SpoolDir
+
+    spool = SpoolDir(spool_path, durable=durable)
+    spool.register_worker(DEAD_WORKER, {"id": DEAD_WORKER, "pid": DEAD_PID, "lease": 1.0})
+    (pending,) = spool.pending_names("default")
+    held = spool.claim(DEAD_WORKER, "default", pending)
+    assert held is not None
+    return spool, held
+
+
 def die_mid_commit(spool_path: Path, staged: Callable[[dict[str, object]], bytes]) -> Path:
     """A worker dead a minute ago, halfway through committing the spool's only pending job.
 
@@ -149,19 +167,12 @@ def die_mid_commit(spool_path: Path, staged: Callable[[dict[str, object]], bytes
     commit's first rename (the job, bare, at ``done/default/ID.json``) and died before the
     second. Returns its registration file.
     """
-    from jobq.spool import SpoolDir
-
-    spool = SpoolDir(spool_path, durable=False)
-    dead, pid = "deadhost.999999.abcdef", 999999
-    spool.register_worker(dead, {"id": dead, "pid": pid, "lease": 1.0})
-    (pending,) = spool.pending_names("default")
-    held = spool.claim(dead, "default", pending)
-    assert held is not None
+    spool, held = claimed_by_dead_worker(spool_path, durable=False)
     job = json.loads(Path(held.path).read_bytes())
-    tmp = spool_path / "tmp" / f"done@default@{held.job_id}.{pid}.0f0f0f.rec"
+    tmp = spool_path / "tmp" / f"done@default@{held.job_id}.{DEAD_PID}.0f0f0f.rec"
     tmp.write_bytes(staged(job))
     os.rename(held.path, spool_path / "done" / "default" / f"{held.job_id}.json")
-    registration = Path(spool.worker_file(dead))
+    registration = Path(spool.worker_file(DEAD_WORKER))
     long_ago = time.time() - 60
     os.utime(registration, (long_ago, long_ago))
     return registration

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
 
 import jobq
+import jobq.api
 import jobq.inline
 from jobq.inline import BUDGET, HOLD, InlineGate, gate_for
 
@@ -70,10 +71,14 @@ async def test_a_gate_that_is_not_allowed_always_uses_a_thread() -> None:
     assert await gate.call(threading.get_ident) != loop_thread
 
 
-@pytest.mark.parametrize(("durable", "inline"), [(False, True), (True, False)])
+@pytest.mark.parametrize(
+    ("durable", "local", "inline"),
+    [(False, True, True), (True, True, False), (False, False, False)],
+)
 def test_only_non_durable_local_spools_go_inline(
-    tmp_path: Path, durable: bool, inline: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool, local: bool, inline: bool
 ) -> None:
+    monkeypatch.setattr(jobq.inline, "local_filesystem", lambda path: local)
     spool = tmp_path / "spool"
     spool.mkdir()
     assert gate_for(str(spool), durable).inline is inline
@@ -84,11 +89,24 @@ async def noop(n: int) -> int:
     return n
 
 
-async def test_a_loop_of_inline_enqueues_lets_other_tasks_run(tmp_path: Path) -> None:
+async def test_a_loop_of_inline_enqueues_lets_other_tasks_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spool = jobq.Spool(tmp_path / "spool", durable=False)
     job = spool.job(name="tests.inline.count")(noop)
     await anyio.to_thread.run_sync(job.enqueue_sync, 0)  # creates the queue's directories
-    assert gate_for(spool.path, False).inline
+    # A gate whose clock stands still never overruns: every enqueue below stays inline.
+    gate = InlineGate(True, Clock())
+    monkeypatch.setattr(jobq.api, "gate_for", lambda root, durable: gate)
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+    real_publish = type(job)._publish
+
+    def publish(self: Any, calls: Any) -> Any:
+        threads.append(threading.get_ident())
+        return real_publish(self, calls)
+
+    monkeypatch.setattr(type(job), "_publish", publish)
     ticks = 0
     done = anyio.Event()
 
@@ -105,6 +123,7 @@ async def test_a_loop_of_inline_enqueues_lets_other_tasks_run(tmp_path: Path) ->
         handles = [await job.enqueue(i) for i in range(50)]
         during = ticks - before
         done.set()
+    assert threads == [loop_thread] * 50  # all inline
     # Each enqueue yields once: the ticker ran between them, not only after the loop.
     assert during >= 25
     pending = tmp_path / "spool" / "queues" / "default" / "pending"
@@ -128,3 +147,21 @@ async def test_where_waits_cannot_be_told_every_overrun_counts(
     await gate.call(lambda: step(BUDGET * 3))  # no wait, but no way to know it
     await gate.call(lambda: step(0.0))
     assert seen == [True, False]
+
+
+async def test_a_cancelled_caller_still_gets_what_an_inline_call_did() -> None:
+    """As from a thread: the job was published, so its handle must reach the caller."""
+    gate = InlineGate(True, Clock())
+    done: list[int] = []
+
+    def publish() -> int:
+        done.append(1)
+        return 7
+
+    got = None
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        got = await gate.call(publish)
+        await anyio.lowlevel.checkpoint()  # the cancellation lands here, after the result
+        got = None
+    assert (done, got) == ([1], 7)

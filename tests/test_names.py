@@ -172,3 +172,12 @@ def test_job_ids_stay_unique_when_the_app_seeds_random_or_forks() -> None:
     with os.fdopen(read) as pipe:
         theirs = pipe.read()
     assert theirs[11:] != mine[11:]
+
+
+def test_quarantined_names_of_a_queue_called_like_a_state_tell_their_job() -> None:
+    from jobq.layout import JobFileName, parse_quarantined
+
+    running = "done@" + JobFileName(0, 1, "abc", 1).filename  # a job of the queue "done"
+    assert (parse_quarantined(running).job_id, parse_quarantined(running).queue) == ("abc", "done")
+    record = parse_quarantined("done@done@abc.json")  # a damaged record of that queue
+    assert (record.job_id, record.queue, record.state) == ("abc", "done", "done")

@@ -106,12 +106,14 @@ async def _run_until(worker: jobq.Worker, done: Callable[[], bool], timeout: flo
     worker.stop()
 
 
+@pytest.mark.parametrize("durable", [True, False], ids=["durable", "not-durable"])
 async def test_short_outage_keeps_the_worker_and_its_id(
-    spool_path: Path, partition: Partition, caplog: pytest.LogCaptureFixture
+    spool_path: Path, partition: Partition, caplog: pytest.LogCaptureFixture, durable: bool
 ) -> None:
-    """An outage shorter than the lease: claims pause, then go on under the same id."""
+    """An outage shorter than the lease: claims pause, then go on under the same id. Not
+    durable on a local disk, the claims and commits that fail run on the loop's thread."""
     caplog.set_level(logging.INFO, logger="jobq")
-    worker = jobq.Worker(concurrency=4, lease=5.0)
+    worker = jobq.Worker(concurrency=4, lease=5.0, durable=durable)
     handles = await step.enqueue_many([(x,) for x in range(60)])
 
     async def cut_once() -> None:

@@ -18,6 +18,8 @@ import pytest
 
 import jobq
 import jobq.backlog
+import jobq.claiming
+import jobq.inline
 from jobq import waiting
 from jobq.spool import Finish, SpoolDir
 
@@ -239,6 +241,23 @@ def test_failed_shared_sync_publishes_nothing(
     assert os.listdir(spool_path / "tmp") == []
 
 
+def test_single_enqueue_whose_directory_sync_fails_is_taken_back(
+    spool_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reported as failed, so not left behind for a worker to run."""
+    square.enqueue_sync(0)  # the spool and queue exist
+    pending = sorted(os.listdir(spool_path / "queues" / "default" / "pending"))
+
+    def fail(self: SpoolDir, directory: str, *, always: bool = False) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(SpoolDir, "fsync_dir", fail)
+    with pytest.raises(jobq.SpoolError, match="Input/output error"):
+        square.enqueue_sync(1)
+    assert sorted(os.listdir(spool_path / "queues" / "default" / "pending")) == pending
+    assert os.listdir(spool_path / "tmp") == []
+
+
 def test_failed_shared_sync_commits_nothing(
     spool_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -303,3 +322,25 @@ def test_an_idle_watch_is_dropped_after_it_lingered(
             break
         threading.Event().wait(0.01)
     assert not watched & set(hub._watches)
+
+
+async def test_inline_scans_that_claim_one_job_each_drain_everything(
+    spool_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An inline scan claims at most a part's worth; the worker then looks again at once."""
+    monkeypatch.setattr(jobq.config, "_configured_durable", False)
+    monkeypatch.setattr(jobq.inline.InlineGate, "batch_size", lambda self: 1)
+    limits: list[int] = []
+    real_scan = jobq.claiming.Claimer.scan
+
+    def scan(self: Any, worker_id: str, limit: int, *args: Any, **kwargs: Any) -> Any:
+        limits.append(limit)
+        return real_scan(self, worker_id, limit, *args, **kwargs)
+
+    monkeypatch.setattr(jobq.claiming.Claimer, "scan", scan)
+    handles = await square.enqueue_many([(x,) for x in range(30)])
+    await jobq.Worker(concurrency=6).run(burst=True)
+    assert 1 in limits  # inline scans ran, capped below the free slots
+    assert sorted(ran) == list(range(30))
+    assert [await h.result(timeout=5) for h in handles] == [x * x for x in range(30)]
+    assert _leftovers(spool_path) == []

@@ -199,21 +199,34 @@ class FileOps:
         # bits hosts and calls (O_EXCL turns the rare clash into an error, never a mix-up).
         return f"{self._tmp_prefix}{stem}.{os.getpid()}.{UNIQUE.getrandbits(32):08x}{suffix}"
 
-    def _publish_file(self, dest: str, data: bytes, *, always_sync: bool = False) -> None:
+    def _publish_file(
+        self, dest: str, data: bytes, *, always_sync: bool = False, take_back: bool = False
+    ) -> None:
         """Publish ``data`` as ``dest`` through ``tmp/`` (durably if durable, or ``always_sync``).
 
         ``always_sync`` is for the few files written once per spool or worker start whose
         loss to a power cut costs more than their fsyncs: the format marker, registrations.
+        ``take_back`` removes ``dest`` again if its directory cannot be synced: the caller
+        reports the publish as failed, so it must not stay (a new job, not a replacement).
         """
+        sync = self.durable or always_sync
         tmp = self._temp_path(os.path.basename(dest), ".tmp")
-        self._write_new_file(tmp, data, sync=self.durable or always_sync)
+        self._write_new_file(tmp, data, sync=sync)
         try:
             os.rename(tmp, dest)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        self.fsync_dir(os.path.dirname(dest), always=always_sync)
+        if not sync:
+            return
+        try:
+            self.fsync_dir(os.path.dirname(dest), always=always_sync)
+        except BaseException:
+            if take_back:
+                with contextlib.suppress(OSError):
+                    os.unlink(dest)
+            raise
 
     def rename(self, src: str, dst: str, *, src_ino: int | None = None) -> bool:
         """Rename ``src`` to ``dst``; False if ``src`` was gone (a lost race).

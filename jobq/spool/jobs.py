@@ -247,28 +247,12 @@ class JobFiles(FileOps):
 
     def _publish_one(self, job: Job, due_us: int | None) -> bool:
         # ``publish`` for the commonest call, one job without a key, with none of the batch's
-        # bookkeeping: a single enqueue is the producer's hot path.
+        # bookkeeping: a single enqueue is the producer's hot path. Taken back if its
+        # directory cannot be synced (not known durable, so reported as failed).
         data = encode_job(job)
         self.ensure_queue(job.queue)
-        tmp = self._temp_path(job.id, ".job")
-        dest = self._publish_target(job, due_us)
         with translated("enqueue"):
-            self._write_new_file(tmp, data, sync=self.durable)
-            try:
-                os.rename(tmp, dest)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-            if not self.durable:
-                return True
-            try:
-                self.fsync_dir(os.path.dirname(dest))
-            except BaseException:
-                # Not known durable, so reported as failed: take it back (see ``publish``).
-                with contextlib.suppress(OSError):
-                    os.unlink(dest)
-                raise
+            self._publish_file(self._publish_target(job, due_us), data, take_back=True)
         return True
 
     def _publish_target(self, job: Job, due_us: int | None) -> str:

@@ -77,8 +77,9 @@ class SpoolDir(JobFiles):
         """
         found = None
         directory = self.path(L.INVALID)
-        for filename in sorted(list_names(directory)):
-            if job_id not in filename or filename.endswith(L.REASON_SUFFIX):
+        names = [n for n in list_names(directory) if job_id in n]  # few: sort only those
+        for filename in sorted(names):
+            if filename.endswith(L.REASON_SUFFIX):
                 continue
             try:
                 told = parse_quarantined(filename)

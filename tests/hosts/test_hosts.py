@@ -324,10 +324,10 @@ class Campaign:
         os.kill(old.proc.pid, signal.SIGKILL)
         old.proc.wait()
         self.killed.append(old)
-        self.partition.wall["kill h3"] = time.time()
+        self.partition.wall[f"kill h{host}"] = time.time()
         time.sleep(down)
         self.workers[host] = start_worker(self.cluster, host, self.spool, self.tmp_path)
-        self.partition.wall["restart h3"] = time.time()
+        self.partition.wall[f"restart h{host}"] = time.time()
 
     def cut_for(self, host: int, seconds: float) -> None:
         """Cut ``host`` off for ``seconds``; time the mount's failure and its recovery."""
@@ -403,7 +403,9 @@ def run_campaign(camp: Campaign) -> list[str]:
     reader = threading.Thread(target=collect_lines, args=(producer.stdout, camp.ids), daemon=True)
     reader.start()
     deadline = time.monotonic() + 60
-    while len(done_ids(camp.path)) < 200 and time.monotonic() < deadline:
+    while len(done_ids(camp.path)) < 200:  # the kill and the cut come mid-stream
+        if time.monotonic() > deadline:
+            raise AssertionError("fewer than 200 jobs done after 60 s: the campaign never ran")
         time.sleep(0.1)
     camp.kill_and_restart(3, down=3.0)
     time.sleep(1.0)
