@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: run test lint typecheck pytest browser gluster test-hosts bench clean
+.PHONY: run test lint typecheck pytest bytecode browser gluster test-hosts bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,12 @@ browser:
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
 	fi
 
-pytest: $(STAMP_TEST) browser
+# The tests start hundreds of worker processes: give them jobq as bytecode, as an installed
+# jobq is, even where PYTHONDONTWRITEBYTECODE would have each of them compile it anew.
+bytecode: $(STAMP_TEST)
+	$(BIN)/python -m compileall -q jobq tests examples
+
+pytest: $(STAMP_TEST) browser bytecode
 	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered
 
 test: lint typecheck pytest
@@ -51,7 +56,7 @@ gluster:
 			glusterfs-server glusterfs-client iproute2; \
 	fi
 
-test-hosts: $(STAMP_TEST) gluster
+test-hosts: $(STAMP_TEST) gluster bytecode
 	$(BIN)/python -m pytest tests/hosts -p no:cacheprovider -v -rA
 
 bench: $(STAMP_RUN)

@@ -2,26 +2,35 @@
 
 Producers write job files into a spool directory; workers claim them by atomic rename, run
 them on asyncio or trio, and write results and logs back. See README.md and docs/.
+
+The names below are imported on first use (PEP 562), so that ``jobq worker --processes N``
+and other commands start their work without first importing the whole package.
 """
 
-from jobq.api import JobFunction, JobOptions, Spool, call, job
-from jobq.config import configure
-from jobq.context import JobContext, current_job
-from jobq.errors import (
-    ConfigurationError,
-    DependencyFailed,
-    InvalidName,
-    JobCancelled,
-    JobFailed,
-    JobNotFound,
-    JobqError,
-    Retry,
-    SerializationError,
-    SpoolError,
-)
-from jobq.handle import JobHandle
-from jobq.hooks import JobEvent, on_failure, on_retry, on_start, on_success
-from jobq.worker import Worker
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jobq.api import JobFunction, JobOptions, Spool, call, job
+    from jobq.config import configure
+    from jobq.context import JobContext, current_job
+    from jobq.errors import (
+        ConfigurationError,
+        DependencyFailed,
+        InvalidName,
+        JobCancelled,
+        JobFailed,
+        JobNotFound,
+        JobqError,
+        Retry,
+        SerializationError,
+        SpoolError,
+    )
+    from jobq.handle import JobHandle
+    from jobq.hooks import JobEvent, on_failure, on_retry, on_start, on_success
+    from jobq.worker import Worker
 
 __all__ = (
     "ConfigurationError",
@@ -52,3 +61,41 @@ __all__ = (
 )
 
 __version__ = "0.1.0"
+
+#: The module that defines each public name.
+_HOMES = {
+    **dict.fromkeys(("JobFunction", "JobOptions", "Spool", "call", "job"), "jobq.api"),
+    "configure": "jobq.config",
+    **dict.fromkeys(("JobContext", "current_job"), "jobq.context"),
+    **dict.fromkeys(
+        (
+            "ConfigurationError",
+            "DependencyFailed",
+            "InvalidName",
+            "JobCancelled",
+            "JobFailed",
+            "JobNotFound",
+            "JobqError",
+            "Retry",
+            "SerializationError",
+            "SpoolError",
+        ),
+        "jobq.errors",
+    ),
+    "JobHandle": "jobq.handle",
+    **dict.fromkeys(("JobEvent", "on_failure", "on_retry", "on_start", "on_success"), "jobq.hooks"),
+    "Worker": "jobq.worker",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'jobq' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # the next lookup is a plain global
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

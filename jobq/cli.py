@@ -1,4 +1,9 @@
-"""The ``jobq`` command line: a thin click layer over the same functions the API uses."""
+"""The ``jobq`` command line: a thin click layer over the same functions the API uses.
+
+Each command imports what it uses when it runs, so that a command pays only for its own
+imports: ``jobq worker --processes N`` starts its children before anything of the worker
+is imported (each child imports it anyway).
+"""
 
 from __future__ import annotations
 
@@ -14,16 +19,13 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 import orjson
 
-from jobq import admin, config, inspect, render
+from jobq import config
 from jobq.config import spool_dir
 from jobq.errors import ConfigurationError, InvalidName, JobNotFound, JobqError, SpoolError
-from jobq.inspect import STATES
-from jobq.layout import FINISHED_STATES, FORMAT_FILE
+from jobq.layout import FINISHED_STATES, FORMAT_FILE, INVALID, STATES
 from jobq.logs import FORMATS as LOG_FORMATS
 from jobq.logs import configure as configure_logging
-from jobq.model import Job, new_job_id
 from jobq.names import check_job_id, check_job_name, check_queue
-from jobq.periodic import describe_tick
 
 if TYPE_CHECKING:
     from jobq.spool import SpoolDir
@@ -186,9 +188,11 @@ def worker(
     queue_list = None
     if queues is not None:
         queue_list = [check_queue(q.strip()) for q in queues.split(",") if q.strip()]
-    spool = _spool(spool_path, durable)
     if processes > 1:
+        if durable is None:
+            config.default_durable()  # a bad JOBQ_DURABLE stops here, not in every child
         sys.exit(supervisor.supervise(processes, sys.argv[1:]))
+    spool = _spool(spool_path, durable)
     sys.exit(
         supervisor.run_worker(
             spool,
@@ -217,6 +221,8 @@ def status(
     job_id: str | None, as_json: bool, watch: bool, interval: float, spool_path: str | None
 ) -> None:
     """Counts per queue and live workers, or one job's state, times, result or error."""
+    from jobq import inspect, render
+
     if watch and as_json:
         raise click.UsageError("--watch redraws the table: leave out --json")
     spool = _spool(spool_path)
@@ -242,12 +248,12 @@ def status(
         return
     info = inspect.job_info(spool, job_id, details=not as_json)
     _print_json(info) if as_json else click.echo("\n".join(render.job_lines(info)))
-    if info["state"] in ("failed", inspect.INVALID):
+    if info["state"] in ("failed", INVALID):
         sys.exit(1)  # "job failed" is exit 1, so scripts can test the outcome directly
 
 
 @main.command()
-@click.option("--state", type=click.Choice([*STATES, inspect.INVALID]), default=None,
+@click.option("--state", type=click.Choice([*STATES, INVALID]), default=None,
               help="Only jobs in this state; 'invalid' lists quarantined files.")  # fmt: skip
 @click.option("--queue", default=None)
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
@@ -258,6 +264,8 @@ def jobs(
     state: str | None, queue: str | None, limit: int, as_json: bool, spool_path: str | None
 ) -> None:
     """List jobs: waiting ones in run order, finished ones by enqueue time, newest first."""
+    from jobq import inspect, render
+
     if queue is not None:
         check_queue(queue)
     spool = _spool(spool_path)
@@ -269,7 +277,7 @@ def jobs(
     if not rows:
         return
     table: list[tuple[str, ...]]
-    if state == inspect.INVALID:
+    if state == INVALID:
         table = [("quarantined", "file", "reason")]
         table += [(render.when(r["quarantined_at"]), r["file"], r["reason"] or "-") for r in rows]
     else:
@@ -279,7 +287,7 @@ def jobs(
              render.when(r["enqueued_at"]), r["name"])
             for r in rows
         ]  # fmt: skip
-    click.echo("\n".join(render.columns(table, right={3} if state != inspect.INVALID else ())))
+    click.echo("\n".join(render.columns(table, right={3} if state != INVALID else ())))
 
 
 @main.command()
@@ -288,6 +296,9 @@ def jobs(
 @_errors
 def schedules(as_json: bool, spool_path: str | None) -> None:
     """The periodic jobs that workers registered, their next tick and last tick's job."""
+    from jobq import inspect
+    from jobq.periodic import describe_tick
+
     spool = _spool(spool_path)
     if not os.path.exists(spool.path(FORMAT_FILE)):
         _fail(f"no spool at {spool.root}")
@@ -317,6 +328,8 @@ def schedules(as_json: bool, spool_path: str | None) -> None:
 @_errors
 def logs(job_id: str, follow: bool, spool_path: str | None) -> None:
     """Print the log a job captured while it ran."""
+    from jobq import admin, inspect
+
     spool = _spool(spool_path)
     inspect.require_spool(spool)
     job_id = _job_id(spool, job_id)
@@ -332,7 +345,7 @@ def logs(job_id: str, follow: bool, spool_path: str | None) -> None:
         if chunk:
             offset += len(chunk)
             click.echo(chunk.decode("utf-8", errors="replace"), nl=False)
-        if not follow or state in (*FINISHED_STATES, inspect.INVALID):
+        if not follow or state in (*FINISHED_STATES, INVALID):
             return
         time.sleep(0.2)
         state = admin.job_state(spool, job_id)
@@ -348,6 +361,8 @@ def retry(
     job_ids: tuple[str, ...], all_failed: bool, queue: str | None, spool_path: str | None
 ) -> None:
     """Put failed or cancelled jobs back to pending."""
+    from jobq import admin, inspect
+
     if bool(job_ids) == all_failed:
         raise click.UsageError("give JOB_ID... or --failed (not both)")
     only = check_queue(queue) if queue else None
@@ -359,7 +374,7 @@ def retry(
         return
 
     def not_retried(job_id: str) -> str:
-        if admin.job_state(spool, job_id) == inspect.INVALID:
+        if admin.job_state(spool, job_id) == INVALID:
             return (
                 "invalid: its file was quarantined and cannot run again (see `jobq status "
                 f"{job_id}`); enqueue it anew"
@@ -401,6 +416,8 @@ def _for_each_job(
 @_errors
 def cancel(job_ids: tuple[str, ...], spool_path: str | None) -> None:
     """Cancel pending, scheduled or running jobs."""
+    from jobq import admin, inspect
+
     spool = _spool(spool_path)
     inspect.require_spool(spool)
     _for_each_job(
@@ -439,6 +456,8 @@ def enqueue(
     spool_path: str | None,
 ) -> None:
     """Enqueue a job by its registered NAME (no app import needed); prints its id."""
+    from jobq.model import Job, new_job_id
+
     args = _json_arg(args_json, list, "--args")
     kwargs = _json_arg(kwargs_json, dict, "--kwargs")
     now = time.time()
@@ -468,6 +487,8 @@ def purge(
     states: tuple[str, ...], older_than: str, queue: str | None, spool_path: str | None
 ) -> None:
     """Remove old outcome records and their logs."""
+    from jobq import admin, inspect
+
     age = _duration(older_than)
     chosen = states or FINISHED_STATES
     only = check_queue(queue) if queue else None

@@ -7,9 +7,12 @@ the ``JOBQ_SPOOL`` environment variable, and ``./jobq-spool``.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from jobq.errors import ConfigurationError
-from jobq.spool import SpoolDir
+
+if TYPE_CHECKING:
+    from jobq.spool import SpoolDir
 
 __all__ = ("DEFAULT_SPOOL", "configure", "default_durable", "default_spool_path", "spool_dir")
 
@@ -66,5 +69,7 @@ def spool_dir(path: str | os.PathLike[str] | None = None, durable: bool | None =
     flag = default_durable() if durable is None else durable
     found = _SPOOLS.get((root, flag))
     if found is None:
+        from jobq.spool import SpoolDir  # not at the top: the supervisor needs no spool code
+
         found = _SPOOLS[(root, flag)] = SpoolDir(root, durable=flag)
     return found

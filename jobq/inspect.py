@@ -45,7 +45,7 @@ __all__ = (
 #: The pseudo-state of ``jobq jobs --state invalid``: quarantined files in ``invalid/``.
 INVALID = L.INVALID
 
-STATES = (L.PENDING, L.SCHEDULED, L.WAITING, L.RUNNING, L.DONE, L.FAILED, L.CANCELLED)
+STATES = L.STATES
 JOB_KEYS = (
     "id", "name", "queue", "state", "attempts", "enqueued_at", "started_at", "finished_at",
     "result", "error", "progress",

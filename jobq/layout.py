@@ -81,6 +81,8 @@ EXPIRY = "expiry"  # expiry/: when done records with a result_ttl are removed
 JOB_SUFFIX = ".json"
 REASON_SUFFIX = ".reason"  # invalid/NAME.reason: why NAME was quarantined
 FINISHED_STATES = (DONE, FAILED, CANCELLED)
+#: Every state a job can be in, in the order a job goes through them (``invalid`` aside).
+STATES = (PENDING, SCHEDULED, WAITING, RUNNING, DONE, FAILED, CANCELLED)
 
 MIN_PRIORITY = -9999
 MAX_PRIORITY = 9999

@@ -33,8 +33,6 @@ import time
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
-import anyio
-
 from jobq.errors import ConfigurationError
 from jobq.registry import import_apps
 
@@ -84,6 +82,8 @@ def run_worker(
         ConfigurationError: if an app cannot be imported, the backend is not installed or a
             setting is invalid (not under a supervisor).
     """
+    import anyio
+
     from jobq.worker import Worker
 
     try:

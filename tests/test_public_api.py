@@ -11,6 +11,8 @@ import importlib
 import importlib.metadata
 import inspect
 import pkgutil
+import subprocess
+import sys
 
 import pytest
 
@@ -85,3 +87,36 @@ def test_every_module_all_lists_existing_names() -> None:
 
 def test_version_matches_the_package() -> None:
     assert jobq.__version__ == importlib.metadata.version("jobq")
+
+
+def test_import_jobq_is_light_and_every_name_still_resolves() -> None:
+    # A command like `jobq worker --processes N` starts its children before it imports the
+    # worker; `import jobq` alone must not pull the package in (PEP 562 names).
+    code = (
+        "import sys, jobq\n"
+        "heavy = sorted(m for m in sys.modules if m.startswith('jobq.'))\n"
+        "print(','.join(heavy))\n"
+        "from jobq import *\n"
+        "assert all(getattr(jobq, n) is globals()[n] for n in jobq.__all__)\n"
+        "assert set(jobq.__all__) <= set(dir(jobq))\n"
+        "try:\n"
+        "    jobq.no_such_name\n"
+        "except AttributeError as e:\n"
+        "    print(e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded, error = done.stdout.splitlines()
+    assert loaded == ""
+    assert error == "module 'jobq' has no attribute 'no_such_name'"
+
+
+def test_the_supervisor_starts_without_the_worker_code() -> None:
+    # What `jobq worker --processes N` imports before it starts its children.
+    code = (
+        "import sys\n"
+        "from jobq import cli, supervisor\n"
+        "print(','.join(m for m in ('jobq.worker', 'jobq.spool', 'jobq.api', 'anyio')"
+        " if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ""
