@@ -181,9 +181,14 @@ def worker(
     spool_path: str | None,
 ) -> None:
     """Import APP modules (registering their @job functions) and run jobs."""
-    configure_logging(log_level, log_format)
-    ttl = None if result_ttl is None else _duration(result_ttl)
     from jobq import supervisor
+
+    handed = supervisor.child_log_stream()
+    if handed is None:
+        configure_logging(log_level, log_format)
+    else:
+        configure_logging(log_level, log_format, stream=handed[1], child=handed[0])
+    ttl = None if result_ttl is None else _duration(result_ttl)
 
     queue_list = None
     if queues is not None:

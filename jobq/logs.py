@@ -5,6 +5,10 @@
 ``level``, ``logger``, ``message``, plus the job's fields where the record carries them, see
 ``job_fields``). Library code only logs; it never configures.
 
+A child of ``jobq worker --processes N`` writes its log lines straight to the supervisor's
+stderr and tags them itself, as the supervisor's relay tags the rest of what a child writes:
+``[child N] `` before every line of text, a ``"child": N`` key first in JSON.
+
 Failure story: nothing here touches the spool. A handler that cannot write (stderr closed) is
 logging's own business: ``logging.Handler.handleError`` reports it and the worker goes on.
 """
@@ -20,7 +24,14 @@ import orjson
 
 from jobq.context import current_job_or_none
 
-__all__ = ("FORMATS", "JOB_FIELDS_ATTR", "JsonFormatter", "configure", "job_fields")
+__all__ = (
+    "FORMATS",
+    "JOB_FIELDS_ATTR",
+    "JsonFormatter",
+    "TextFormatter",
+    "configure",
+    "job_fields",
+)
 
 #: The values ``--log-format`` takes.
 FORMATS = ("text", "json")
@@ -39,18 +50,59 @@ def job_fields(**fields: Any) -> dict[str, dict[str, Any]]:
     return {JOB_FIELDS_ATTR: {k: v for k, v in fields.items() if v is not None}}
 
 
+class TextFormatter(logging.Formatter):
+    """``TEXT_FORMAT``, each line prefixed with ``[child N] `` for a supervised child.
+
+    The date and time are formatted once a second, not once a line: a worker logs a line per
+    job, and ``strftime`` was a third of what formatting one cost.
+
+    Args:
+        child: the number of the supervised child that logs, or None.
+    """
+
+    def __init__(self, child: int | None = None) -> None:
+        super().__init__(TEXT_FORMAT)
+        self._prefix = "" if child is None else f"[child {child}] "
+        self._second = -1
+        self._stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """``YYYY-MM-DD HH:MM:SS,mmm`` in local time, as ``logging.Formatter`` writes it."""
+        second = int(record.created)
+        if second != self._second:
+            stamp = time.strftime(self.default_time_format, self.converter(second))
+            self._second, self._stamp = second, stamp
+        return f"{self._stamp},{int(record.msecs):03d}"
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record's line(s), each prefixed for a supervised child."""
+        text = super().format(record)
+        if not self._prefix:
+            return text
+        return "\n".join(self._prefix + line for line in text.split("\n"))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``ts`` (UTC, ISO 8601), ``level``, ``logger``, ``message``.
 
     Job fields passed with ``extra=job_fields(...)`` are added at the top level, and so are
     the id, name, queue and attempt of the job that logged the line, if a job did; an
-    exception comes as ``exc`` (its formatted traceback).
+    exception comes as ``exc`` (its formatted traceback). A supervised child's lines start
+    with ``"child": N``.
+
+    Args:
+        child: the number of the supervised child that logs, or None.
     """
+
+    def __init__(self, child: int | None = None) -> None:
+        super().__init__()
+        self._child = child
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as one line of JSON."""
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        line: dict[str, Any] = {
+        line: dict[str, Any] = {} if self._child is None else {"child": self._child}
+        line |= {
             "ts": f"{stamp}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
@@ -73,8 +125,15 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=repr).decode()
 
 
-def configure(level: str | int = "INFO", fmt: str = "text", stream: IO[str] | None = None) -> None:
+def configure(
+    level: str | int = "INFO",
+    fmt: str = "text",
+    stream: IO[str] | None = None,
+    child: int | None = None,
+) -> None:
     """Log to stderr (or ``stream``) at ``level`` in ``fmt`` (``text`` or ``json``).
+
+    ``child`` is the number of a supervised child: its lines are tagged with it.
 
     Calling it again replaces the handler it installed before, so it is safe to call twice.
     The handler's own level is set too: job loggers log at DEBUG into the job's log file, and
@@ -93,7 +152,7 @@ def configure(level: str | int = "INFO", fmt: str = "text", stream: IO[str] | No
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.setLevel(level)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter(child) if fmt == "json" else TextFormatter(child))
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)

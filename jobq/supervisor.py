@@ -3,8 +3,10 @@
 The supervisor starts N children (``python -m jobq worker ...`` without ``--processes``), each
 in a process group of its own, and:
 
-- relays each child's stderr line by line with a ``[child N]`` prefix (a JSON log line gets a
-  ``"child": N`` key instead), so the journal says which child wrote what;
+- tags each line a child writes to stderr with a ``[child N]`` prefix (a JSON log line gets a
+  ``"child": N`` key instead), so the journal says which child wrote what: a child's log lines
+  go straight to the supervisor's stderr, tagged by the child (``child_log_stream``); the
+  rest of its stderr is relayed here line by line;
 - stops at once with exit code 2 when a child cannot start (its app does not import, trio is
   missing, a bad option): the child reports that with the private exit code ``EXIT_STARTUP``
   and its one-line ``jobq: ...`` error, which the supervisor prints as its own last line;
@@ -50,6 +52,9 @@ logger = logging.getLogger("jobq.supervisor")
 EXIT_STARTUP = 3
 #: Environment variable that tells a worker it is child number N of a supervisor.
 CHILD_ENV = "JOBQ_SUPERVISED_CHILD"
+#: Environment variable that hands a child the supervisor's stderr for its log lines:
+#: ``FD:DEVICE:INODE`` (the child checks that the descriptor is still that file).
+LOG_FD_ENV = "JOBQ_LOG_FD"
 #: The first restart delay of a child that died; it doubles up to ``MAX_DELAY``.
 FIRST_DELAY = 0.5
 MAX_DELAY = 30.0
@@ -120,6 +125,38 @@ def run_worker(
     )  # fmt: skip
     anyio.run(lambda: worker.run(burst=burst), backend=backend)
     return 1 if worker.hard_stopped else 0
+
+
+def child_log_stream() -> tuple[int, IO[str]] | None:
+    """For a supervised child: its number, and a stream to the supervisor's stderr; else None.
+
+    A child writes its log lines there itself (``jobq.logs`` tags them) rather than through
+    the supervisor's relay: a line per job through a pipe, a thread and a second write cost a
+    quarter of the throughput of short jobs (docs/performance.md). The hand-over is removed
+    from the environment, so that processes a job starts do not inherit it.
+    """
+    handed = os.environ.pop(LOG_FD_ENV, None)
+    number = os.environ.get(CHILD_ENV)
+    if handed is None or number is None:
+        return None
+    try:
+        fd, device, inode = (int(part) for part in handed.split(":"))
+        found = os.fstat(fd)
+        if (found.st_dev, found.st_ino) != (device, inode):
+            return None
+        return int(number), os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace")
+    except (ValueError, OSError):  # not ours to use: log through the relay
+        return None
+
+
+def _stderr_for_children() -> tuple[int, str] | None:
+    """A descriptor of our stderr for the children's log lines, and its ``LOG_FD_ENV`` value."""
+    try:
+        fd = os.dup(sys.stderr.fileno())
+    except (AttributeError, ValueError, OSError):  # no real stderr: the relay does it all
+        return None
+    found = os.fstat(fd)
+    return fd, f"{fd}:{found.st_dev}:{found.st_ino}"
 
 
 def _child_argv(argv: Sequence[str]) -> list[str]:
@@ -195,6 +232,7 @@ class _Supervisor:
         self.fatal_at = 0.0
         self.stop_code = 0  # worst exit of the children that ended after a stop
         self._write = threading.Lock()
+        self._log_fd = _stderr_for_children()
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -219,6 +257,8 @@ class _Supervisor:
                 if child.run is not None and child.run.proc.poll() is None:
                     child.run.proc.kill()
                     child.run.proc.wait()
+            if self._log_fd is not None:
+                os.close(self._log_fd[0])
         return self._exit_code()
 
     def _exit_code(self) -> int:
@@ -258,7 +298,12 @@ class _Supervisor:
 
     def _spawn(self, child: _Child) -> None:
         env = {**os.environ, CHILD_ENV: str(child.number)}
-        proc = subprocess.Popen(self.command, env=env, stderr=subprocess.PIPE, process_group=0)
+        passed: tuple[int, ...] = ()
+        if self._log_fd is not None:
+            passed, env[LOG_FD_ENV] = (self._log_fd[0],), self._log_fd[1]
+        proc = subprocess.Popen(
+            self.command, env=env, stderr=subprocess.PIPE, process_group=0, pass_fds=passed
+        )
         run = child.run = _Process(proc, time.monotonic())
         child.restart_at = None
         assert proc.stderr is not None

@@ -161,6 +161,28 @@ def test_a_child_that_keeps_dying_is_restarted_with_growing_delays(
     assert not {str(pid) for pid in last} & set(registered)
 
 
+def test_log_lines_and_other_stderr_both_name_their_child(
+    spool_path: Path, supervisor: Callable[..., Supervisor]
+) -> None:
+    # Log lines go straight to the supervisor's stderr, tagged by the child; anything else a
+    # child writes there is relayed and tagged by the supervisor.
+    sup = supervisor("apps.ops", "--processes", "2", "--spool", str(spool_path))
+    sup.wait_for(lambda: sup.output().count(" serving ") == 2, "two workers serving")
+    handles = [ops.say.enqueue_sync(f"said {i}") for i in range(8)]
+    ran = [h.result_sync(timeout=30) for h in handles]
+    assert [hand_over for _, hand_over in ran] == [None] * 8  # a job's subprocess cannot inherit it
+    number_of = {pid: n for n, pids in sup.children().items() for pid in pids}
+    for i, (handle, (pid, _)) in enumerate(zip(handles, ran, strict=True)):
+        tag = re.escape(f"[child {number_of[pid]}] ")
+        sup.wait_for(lambda: f"[{handle.id}] done" in sup.output(), "the done line")  # noqa: B023
+        out = sup.output()
+        assert re.search(rf"^{tag}said {i}$", out, re.MULTILINE), out
+        assert re.search(rf"^{tag}\S+ \S+ INFO jobq.worker: job ops.say\[{handle.id}\] done", out,
+                         re.MULTILINE), out  # fmt: skip
+    sup.proc.send_signal(signal.SIGTERM)
+    assert sup.proc.wait(timeout=30) == 0, sup.output()
+
+
 def test_sigterm_lets_running_jobs_finish_and_exits_0(
     spool_path: Path, supervisor: Callable[..., Supervisor]
 ) -> None:

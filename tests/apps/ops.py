@@ -7,6 +7,7 @@ This is the "old" app of the rolling-deploy tests: it does not register ``ops.ne
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import anyio
@@ -40,3 +41,10 @@ async def block_then_await(seconds: float) -> str:
     time.sleep(seconds)  # the bug under test
     await anyio.sleep(0)
     return "finished anyway"
+
+
+@jobq.job(name="ops.say")
+async def say(text: str) -> list[object]:
+    """Write ``text`` to stderr (not a log line); the worker's pid and its log hand-over."""
+    print(text, file=sys.stderr, flush=True)
+    return [os.getpid(), os.environ.get("JOBQ_LOG_FD")]
