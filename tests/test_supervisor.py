@@ -14,7 +14,7 @@ import re
 import signal
 import subprocess
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from apps import ops
@@ -169,7 +169,7 @@ def test_log_lines_and_other_stderr_both_name_their_child(
     sup = supervisor("apps.ops", "--processes", "2", "--spool", str(spool_path))
     sup.wait_for(lambda: sup.output().count(" serving ") == 2, "two workers serving")
     handles = [ops.say.enqueue_sync(f"said {i}") for i in range(8)]
-    ran = [h.result_sync(timeout=30) for h in handles]
+    ran: list[list[Any]] = [h.result_sync(timeout=30) for h in handles]
     assert [hand_over for _, hand_over in ran] == [None] * 8  # a job's subprocess cannot inherit it
     number_of = {pid: n for n, pids in sup.children().items() for pid in pids}
     for i, (handle, (pid, _)) in enumerate(zip(handles, ran, strict=True)):
