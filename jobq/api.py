@@ -198,8 +198,12 @@ class JobFunction(Generic[P, R, T]):
             after=opts.after,
         )
 
-    def _publish(self, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[JobHandle[T]]:
-        spool = self._spool_dir()
+    def _publish(
+        self,
+        calls: list[tuple[tuple[Any, ...], dict[str, Any]]],
+        spool: SpoolDir | None = None,
+    ) -> list[JobHandle[T]]:
+        spool = spool or self._spool_dir()
         now = time.time()
         jobs = [self._build(a, kw, now) for a, kw in calls]
         due = None if self._opts.delay <= 0 else round((now + self._opts.delay) * 1_000_000)
@@ -235,9 +239,10 @@ class JobFunction(Generic[P, R, T]):
         # after= reads every dependency first, and a queue's first job creates its directories:
         # both always worth a thread.
         if self._opts.after or not spool.queue_ready(queue):
-            handles = await anyio.to_thread.run_sync(self._publish, [call])
+            handles = await anyio.to_thread.run_sync(self._publish, [call], spool)
         else:
-            handles = await gate_for(spool.root, spool.durable).call(lambda: self._publish([call]))
+            gate = gate_for(spool.root, spool.durable)
+            handles = await gate.call(lambda: self._publish([call], spool))
         return handles[0]
 
     def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[T]:

@@ -65,8 +65,13 @@ def spool_dir(path: str | os.PathLike[str] | None = None, durable: bool | None =
     One ``SpoolDir`` per path and durability, shared by producers, workers and the CLI of
     this process.
     """
-    root = os.path.abspath(os.fspath(path) if path is not None else default_spool_path())
+    raw = os.fspath(path) if path is not None else default_spool_path()
     flag = default_durable() if durable is None else durable
+    # Keys are absolute and normalized: a path given so is its own key (a call per enqueue).
+    found = _SPOOLS.get((raw, flag))
+    if found is not None:
+        return found
+    root = os.path.abspath(raw)
     found = _SPOOLS.get((root, flag))
     if found is None:
         from jobq.spool import SpoolDir  # not at the top: the supervisor needs no spool code

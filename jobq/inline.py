@@ -13,14 +13,15 @@ longer than ``BUDGET`` and slept on the way (it waited for the disk or a lock; o
 scheduler merely preempted would have stalled the loop as long with a thread hop) sends the
 calls of the next ``HOLD`` seconds back to a thread, after which one is tried inline again.
 Batches (a group commit, a claim scan's claims) are limited so that each inline call takes
-about half the budget (``batch_size``). Each inline call ends with a checkpoint, so a loop of
-``await job.enqueue(...)`` still lets other tasks run between jobs.
+about half the budget (``batch_size``). Each inline call starts with a checkpoint, as a thread
+hop does, so a loop of ``await job.enqueue(...)`` still lets other tasks run between jobs.
 
 Failure story: nothing is written here; a call that raises inline raises the same error it
-would have raised from a thread, and one that succeeded returns its result even if the task
-is cancelled at the checkpoint after it, as a thread's would. A network filesystem, whose
-hung mount would freeze the loop, never goes inline; a worker whose spool just failed sends
-its calls to threads until the spool answers again.
+would have raised from a thread. As with a thread hop, a cancelled caller stops at the
+checkpoint before the call, with nothing done, and a call that ran returns its result: no
+checkpoint comes after it, where a cancellation could lose what it did (a published job).
+A network filesystem, whose hung mount would freeze the loop, never goes inline; a worker
+whose spool just failed sends its calls to threads until the spool answers again.
 """
 
 from __future__ import annotations
@@ -83,13 +84,16 @@ class InlineGate:
         return max(1, int(BUDGET / 2 / self._per_item))
 
     async def call(self, fn: Callable[[], T], *, items: int | None = None) -> T:
-        """Run ``fn`` inline (then yield to the loop once) or in a worker thread.
+        """Run ``fn`` inline (after yielding to the loop once) or in a worker thread.
 
         Args:
             items: how many items of a batch ``fn`` handles; such calls (and only they) teach
                 ``batch_size`` what one item costs.
         """
         if not self.inline:
+            return await anyio.to_thread.run_sync(fn)
+        await anyio.lowlevel.checkpoint()
+        if not self.inline:  # another task's call overran meanwhile
             return await anyio.to_thread.run_sync(fn)
         started, waits = self._clock(), _waits()
         try:
@@ -103,9 +107,6 @@ class InlineGate:
                 self._threads_until = ended + HOLD
             if items is not None:
                 self._per_item += ((ended - started) / max(1, items) - self._per_item) / 8
-        # Shielded: what ``fn`` did (a job published, jobs claimed) must reach the caller, as
-        # it would from a thread, whose result anyio returns whatever cancels meanwhile.
-        await anyio.lowlevel.cancel_shielded_checkpoint()
         return result
 
 

@@ -102,9 +102,9 @@ async def test_a_loop_of_inline_enqueues_lets_other_tasks_run(
     threads: list[int] = []
     real_publish = type(job)._publish
 
-    def publish(self: Any, calls: Any) -> Any:
+    def publish(self: Any, calls: Any, spool: Any = None) -> Any:
         threads.append(threading.get_ident())
-        return real_publish(self, calls)
+        return real_publish(self, calls, spool)
 
     monkeypatch.setattr(type(job), "_publish", publish)
     ticks = 0
@@ -149,19 +149,36 @@ async def test_where_waits_cannot_be_told_every_overrun_counts(
     assert seen == [True, False]
 
 
-async def test_a_cancelled_caller_still_gets_what_an_inline_call_did() -> None:
-    """As from a thread: the job was published, so its handle must reach the caller."""
-    gate = InlineGate(True, Clock())
+@pytest.mark.parametrize("inline", [True, False])
+async def test_cancelling_an_inline_call_is_cancelling_a_thread_hop(inline: bool) -> None:
+    """Cancelled before it starts: nothing done. Cancelled while it runs: its result returns.
+
+    A published job's handle must reach the caller, however the caller is cancelled.
+    """
+    gate = InlineGate(inline, Clock())
     done: list[int] = []
+    scopes: list[anyio.CancelScope] = []
+
+    loop_thread = threading.get_ident()
 
     def publish() -> int:
         done.append(1)
+        # A cancellation that comes while the call runs.
+        if threading.get_ident() == loop_thread:
+            scopes[-1].cancel()
+        else:
+            anyio.from_thread.run_sync(scopes[-1].cancel)
         return 7
 
-    got = None
-    with anyio.CancelScope() as scope:
-        scope.cancel()
-        got = await gate.call(publish)
+    got: list[int] = []
+    with anyio.CancelScope() as early:
+        scopes.append(early)
+        early.cancel()
+        got.append(await gate.call(publish))
+    assert (done, got) == ([], [])  # stopped at the checkpoint before the call
+    with anyio.CancelScope() as late:
+        scopes.append(late)
+        got.append(await gate.call(publish))
         await anyio.lowlevel.checkpoint()  # the cancellation lands here, after the result
-        got = None
-    assert (done, got) == ([1], 7)
+        got.append(0)
+    assert (done, got) == ([1], [7])
