@@ -49,6 +49,17 @@ def _error_fields(error: dict[str, str] | None) -> dict[str, str | None]:
     return {"error_type": error.get("type"), "error_message": error.get("message")}
 
 
+def _log(level: int, msg: str, *args: object, fields: dict[str, Any]) -> None:
+    """``logger.log(level, msg, *args, extra=fields)`` without looking up the caller.
+
+    Every line of ``Reporter`` would name this module as its source anyway, and the lookup
+    (a walk up the stack) is a tenth of what the line per finished job costs.
+    """
+    if logger.isEnabledFor(level):
+        logger.handle(logger.makeRecord(logger.name, level, __file__, 0, msg, args, None,
+                                        extra=fields))  # fmt: skip
+
+
 def _error_text(error: dict[str, str] | None) -> str:
     if not error:
         return "unknown error"
@@ -84,20 +95,19 @@ class Reporter:
             run, outcome.state, duration=round(duration, 6), **_error_fields(outcome.error)
         )
         if outcome.state == "done":
-            logger.info("job %s[%s] done in %.3f s", job.name, job.id, duration, extra=fields)
+            _log(logging.INFO, "job %s[%s] done in %.3f s", job.name, job.id, duration,
+                 fields=fields)  # fmt: skip
             kind = "success"
         elif outcome.state == "failed":
-            logger.error(
-                "job %s[%s] failed: %s (attempt %d of %d)",
+            _log(
+                logging.ERROR, "job %s[%s] failed: %s (attempt %d of %d)",
                 job.name, job.id, _error_text(outcome.error), run.claimed.name.attempts,
-                _max_attempts(run), extra=fields,
+                _max_attempts(run), fields=fields,
             )  # fmt: skip
             kind = "failure"
         else:
-            logger.info(
-                "job %s[%s] %s after %.3f s", job.name, job.id, outcome.state, duration,
-                extra=fields,
-            )  # fmt: skip
+            _log(logging.INFO, "job %s[%s] %s after %.3f s", job.name, job.id, outcome.state,
+                 duration, fields=fields)  # fmt: skip
             return
         if self.hooks.wanted(kind):
             self.hooks.fire(

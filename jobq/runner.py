@@ -95,20 +95,24 @@ async def run_attempt(
     """
     timeout = job.timeout if job.timeout is not None else spec.timeout
     value: Any = None
-    limit = anyio.CancelScope()
+    limit: anyio.CancelScope | None = None  # none (a cost per job) for a job without a limit
     try:
         with scope:
-            if timeout is not None:
-                limit.deadline = anyio.current_time() + timeout
-            with limit:
+            if timeout is None:
                 value = await _call(spec, job, before)
+            else:
+                limit = anyio.CancelScope(deadline=anyio.current_time() + timeout)
+                with limit:
+                    value = await _call(spec, job, before)
     except Retry as exc:
         return Ending("retry", delay=exc.delay)
     except Exception as exc:
         return Ending("error", error=error_info(exc))
     if scope.cancelled_caught:
         return Ending("interrupted")
-    blocked = timeout is not None and spec.is_async and _blocked(job, limit, timeout)
+    if limit is None or timeout is None:
+        return _done(value)
+    blocked = spec.is_async and _blocked(job, limit, timeout)
     if limit.cancelled_caught or blocked:
         if not spec.is_async:
             note = " (a sync job cannot be stopped: its thread was abandoned)"
@@ -118,6 +122,13 @@ async def run_attempt(
             note = ""
         err = TimeoutError(f"job {job.name} timed out after {timeout:g} s{note}")
         return Ending("error", error=error_info(err))
+    return _done(value)
+
+
+def _done(value: Any) -> Ending:
+    """A successful attempt's ending; ``fatal`` if JSON cannot carry its result."""
+    if value is None:
+        return Ending("done", result=None)
     try:
         orjson.dumps(value)
     except TypeError as exc:
