@@ -16,7 +16,7 @@ run in enqueue order. docs/spool-format.md is the full specification.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from jobq.errors import InvalidName
@@ -113,7 +113,7 @@ class JobFileName:
 
     def started(self) -> JobFileName:
         """The same job with one more start counted."""
-        return replace(self, attempts=self.attempts + 1)
+        return JobFileName(self.priority, self.enqueued_us, self.job_id, self.attempts + 1)
 
     def scheduled_name(self, due_us: int) -> str:
         """The file name in ``scheduled/``: due time first so a listing sorts by due time."""

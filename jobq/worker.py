@@ -135,7 +135,7 @@ class Worker:
         self.processed = 0
         self.running: dict[str, Attempt] = {}
         self._stopping = False
-        self._changed: anyio.Event | None = None  # created in run(): needs the event loop
+        self._changed: anyio.Event | None = None  # made by the first waiter after a change
         self.heartbeat: Heartbeat | None = None
         self.hard_stopped = False
         self.report = Reporter(self.spool.root, lambda: self.id)  # log lines and hooks
@@ -181,20 +181,20 @@ class Worker:
         self._notify()
 
     def _notify(self) -> None:
-        # Wake every task waiting for a change (a freed slot, a stop); later waiters get a
-        # fresh event.
+        # Wake every task waiting for a change (a freed slot, a stop); later waiters make a
+        # fresh event (not every change has a waiter: a job ends, the claim loop is busy).
         if self._changed is not None:
             self._changed.set()
-            self._changed = anyio.Event()
+            self._changed = None
 
     async def wait_change(self) -> None:
         """Wait until a slot frees or the worker is told to stop."""
-        assert self._changed is not None
+        if self._changed is None:
+            self._changed = anyio.Event()
         await self._changed.wait()
 
     async def run(self, *, burst: bool = False) -> None:
         """Run jobs until stopped; with ``burst=True`` return once nothing is runnable."""
-        self._changed = anyio.Event()
         for queue in self.queues:
             await anyio.to_thread.run_sync(self.spool.ensure_queue, queue)
         await anyio.to_thread.run_sync(self._register, self.id)
