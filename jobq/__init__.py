@@ -88,13 +88,21 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'jobq' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value  # the next lookup is a plain global
-    return value
+if not TYPE_CHECKING:  # for mypy, the imports above: a misspelt name stays an error
+
+    def __getattr__(name: str) -> Any:
+        home = _HOMES.get(name)
+        if home is not None:
+            value = getattr(importlib.import_module(home), name)
+        else:  # a submodule, such as jobq.errors, as after an eager import of the package
+            try:
+                value = importlib.import_module(f"jobq.{name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"jobq.{name}":
+                    raise
+                raise AttributeError(f"module 'jobq' has no attribute {name!r}") from None
+        globals()[name] = value  # the next lookup is a plain global
+        return value
 
 
 def __dir__() -> list[str]:

@@ -16,6 +16,7 @@ logging's own business: ``logging.Handler.handleError`` reports it and the worke
 from __future__ import annotations
 
 import logging
+import select
 import sys
 import time
 from typing import IO, Any
@@ -27,11 +28,17 @@ from jobq.context import current_job_or_none
 __all__ = (
     "FORMATS",
     "JOB_FIELDS_ATTR",
+    "ChildHandler",
     "JsonFormatter",
     "TextFormatter",
     "configure",
     "job_fields",
+    "tagged",
 )
+
+#: Longest tagged line (bytes, with its newline) a child writes to the supervisor's stderr
+#: itself: a write of up to ``PIPE_BUF`` bytes to a pipe is never interleaved with another.
+ATOMIC_WRITE = select.PIPE_BUF if hasattr(select, "PIPE_BUF") else 512
 
 #: The values ``--log-format`` takes.
 FORMATS = ("text", "json")
@@ -50,19 +57,25 @@ def job_fields(**fields: Any) -> dict[str, dict[str, Any]]:
     return {JOB_FIELDS_ATTR: {k: v for k, v in fields.items() if v is not None}}
 
 
+def tagged(text: str, child: int) -> str:
+    """``text`` marked as supervised child ``child``'s, as the supervisor marks what it relays.
+
+    Each line gets a ``[child N] `` prefix; a JSON log line gets a leading ``"child": N`` key
+    instead, so it stays one JSON object.
+    """
+    if text.startswith('{"'):
+        return f'{{"child":{child},{text[1:]}'
+    return "\n".join(f"[child {child}] {line}" for line in text.split("\n"))
+
+
 class TextFormatter(logging.Formatter):
-    """``TEXT_FORMAT``, each line prefixed with ``[child N] `` for a supervised child.
+    """``TEXT_FORMAT``, with the date and time formatted once a second, not once a line.
 
-    The date and time are formatted once a second, not once a line: a worker logs a line per
-    job, and ``strftime`` was a third of what formatting one cost.
-
-    Args:
-        child: the number of the supervised child that logs, or None.
+    A worker logs a line per job, and ``strftime`` was a third of what formatting one cost.
     """
 
-    def __init__(self, child: int | None = None) -> None:
+    def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
-        self._prefix = "" if child is None else f"[child {child}] "
         self._second = -1
         self._stamp = ""
 
@@ -74,12 +87,38 @@ class TextFormatter(logging.Formatter):
             self._second, self._stamp = second, stamp
         return f"{self._stamp},{int(record.msecs):03d}"
 
-    def format(self, record: logging.LogRecord) -> str:
-        """The record's line(s), each prefixed for a supervised child."""
-        text = super().format(record)
-        if not self._prefix:
-            return text
-        return "\n".join(self._prefix + line for line in text.split("\n"))
+
+class ChildHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A supervised child's handler: its lines, tagged, straight to the supervisor's stderr.
+
+    A line longer than ``ATOMIC_WRITE`` goes to the child's own stderr instead, untagged: the
+    supervisor relays and tags it there, whole. Several children and the supervisor write to
+    one stderr, and only a write of at most ``PIPE_BUF`` bytes to a pipe is never interleaved
+    with another's.
+
+    Args:
+        stream: the supervisor's stderr (``jobq.supervisor.child_log_stream``).
+        child: this child's number.
+    """
+
+    def __init__(self, stream: IO[str], child: int) -> None:
+        super().__init__(stream)
+        self.child = child
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write the record's line(s): tagged and direct, or through the relay if long."""
+        try:
+            text = tagged(self.format(record), self.child)
+            if len(text.encode("utf-8", "backslashreplace")) < ATOMIC_WRITE:
+                self.stream.write(text + "\n")
+                self.stream.flush()
+            else:
+                sys.stderr.write(self.format(record) + "\n")
+                sys.stderr.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
 
 
 class JsonFormatter(logging.Formatter):
@@ -87,22 +126,13 @@ class JsonFormatter(logging.Formatter):
 
     Job fields passed with ``extra=job_fields(...)`` are added at the top level, and so are
     the id, name, queue and attempt of the job that logged the line, if a job did; an
-    exception comes as ``exc`` (its formatted traceback). A supervised child's lines start
-    with ``"child": N``.
-
-    Args:
-        child: the number of the supervised child that logs, or None.
+    exception comes as ``exc`` (its formatted traceback).
     """
-
-    def __init__(self, child: int | None = None) -> None:
-        super().__init__()
-        self._child = child
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as one line of JSON."""
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        line: dict[str, Any] = {} if self._child is None else {"child": self._child}
-        line |= {
+        line: dict[str, Any] = {
             "ts": f"{stamp}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
@@ -133,7 +163,8 @@ def configure(
 ) -> None:
     """Log to stderr (or ``stream``) at ``level`` in ``fmt`` (``text`` or ``json``).
 
-    ``child`` is the number of a supervised child: its lines are tagged with it.
+    ``child`` is the number of a supervised child, ``stream`` then the supervisor's stderr:
+    its lines are tagged with the number (``ChildHandler``).
 
     Calling it again replaces the handler it installed before, so it is safe to call twice.
     The handler's own level is set too: job loggers log at DEBUG into the job's log file, and
@@ -149,10 +180,11 @@ def configure(
         if not isinstance(number, int):
             raise ValueError(f"unknown log level {level!r}: use DEBUG, INFO, WARNING or ERROR")
         level = number
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    out = stream if stream is not None else sys.stderr
+    handler = logging.StreamHandler(out) if child is None else ChildHandler(out, child)
     handler.set_name(_HANDLER_NAME)
     handler.setLevel(level)
-    handler.setFormatter(JsonFormatter(child) if fmt == "json" else TextFormatter(child))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)

@@ -249,11 +249,14 @@ class Settler:
         if not self._gate.inline:
             return await self._commit_part(finishes, follow_up=True)
         results: list[bool | OSError] = []
-        while len(results) < len(finishes):
-            rest = finishes[len(results) :]
-            part = rest[: self._gate.batch_size()] if self._gate.inline else rest
-            results += await self._commit_part(part, follow_up=False)
-        await self._gate.call(functools.partial(self._follow_up, finishes, results))
+        # Each inline call checkpoints first: a stop must not land between two parts of a
+        # batch, whose jobs' attempts ran (as a batch in a thread goes whole).
+        with anyio.CancelScope(shield=True):
+            while len(results) < len(finishes):
+                rest = finishes[len(results) :]
+                part = rest[: self._gate.batch_size()] if self._gate.inline else rest
+                results += await self._commit_part(part, follow_up=False)
+            await self._gate.call(functools.partial(self._follow_up, finishes, results))
         return results
 
     async def _commit_part(self, finishes: list[Finish], follow_up: bool) -> list[bool | OSError]:

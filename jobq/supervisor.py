@@ -25,6 +25,7 @@ depend on the supervisor, only on the child's lease.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
 from jobq.errors import ConfigurationError
+from jobq.logs import tagged
 from jobq.registry import import_apps
 
 if TYPE_CHECKING:
@@ -130,10 +132,11 @@ def run_worker(
 def child_log_stream() -> tuple[int, IO[str]] | None:
     """For a supervised child: its number, and a stream to the supervisor's stderr; else None.
 
-    A child writes its log lines there itself (``jobq.logs`` tags them) rather than through
-    the supervisor's relay: a line per job through a pipe, a thread and a second write cost a
-    quarter of the throughput of short jobs (docs/performance.md). The hand-over is removed
-    from the environment, so that processes a job starts do not inherit it.
+    A child writes its log lines there itself (``jobq.logs.ChildHandler`` tags them) rather
+    than through the supervisor's relay: a line per job through a pipe, a thread and a second
+    write cost a quarter of the throughput of short jobs (docs/performance.md). The hand-over
+    is removed from the environment and the descriptor made close-on-exec, so that processes
+    a job starts neither learn of it nor hold the supervisor's stderr open.
     """
     handed = os.environ.pop(LOG_FD_ENV, None)
     number = os.environ.get(CHILD_ENV)
@@ -144,6 +147,7 @@ def child_log_stream() -> tuple[int, IO[str]] | None:
         found = os.fstat(fd)
         if (found.st_dev, found.st_ino) != (device, inode):
             return None
+        os.set_inheritable(fd, False)
         return int(number), os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace")
     except (ValueError, OSError):  # not ours to use: log through the relay
         return None
@@ -152,7 +156,8 @@ def child_log_stream() -> tuple[int, IO[str]] | None:
 def _stderr_for_children() -> tuple[int, str] | None:
     """A descriptor of our stderr for the children's log lines, and its ``LOG_FD_ENV`` value."""
     try:
-        fd = os.dup(sys.stderr.fileno())
+        # Above 2: with stdin or stdout closed, a plain dup could take their number.
+        fd = fcntl.fcntl(sys.stderr.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
     except (AttributeError, ValueError, OSError):  # no real stderr: the relay does it all
         return None
     found = os.fstat(fd)
@@ -188,13 +193,6 @@ def supervise(processes: int, argv: Sequence[str]) -> int:
         when a burst child failed, 2 when a child could not start.
     """
     return _Supervisor(processes, _child_argv(argv), burst="--burst" in argv).run()
-
-
-def _tagged(line: str, number: int) -> str:
-    """``line`` marked as child ``number``'s: a prefix, or a key for a JSON log line."""
-    if line.startswith('{"'):
-        return f'{{"child":{number},{line[1:]}'
-    return f"[child {number}] {line}"
 
 
 @dataclass(eq=False)
@@ -336,7 +334,7 @@ class _Supervisor:
         elif self.burst and code == 0:
             child.done = True
             if run.error is not None:
-                self._print(_tagged(run.error, child.number))
+                self._print(tagged(run.error, child.number))
         else:
             self._crashed(child, run, code, lived)
 
@@ -352,7 +350,7 @@ class _Supervisor:
     def _stopped(self, child: _Child, run: _Process, code: int) -> None:
         child.done = True
         if run.error is not None and run.error != self.fatal:
-            self._print(_tagged(run.error, child.number))
+            self._print(tagged(run.error, child.number))
         # A child that died of the very signal we forwarded (before it installed its own
         # handlers, say while importing its app) stopped as asked.
         if code not in (0, -signal.SIGTERM, -signal.SIGINT, EXIT_STARTUP):
@@ -389,12 +387,12 @@ class _Supervisor:
             for raw in iter(stream.readline, b""):
                 line = raw.decode("utf-8", errors="replace").rstrip("\n")
                 if held is not None:
-                    self._print(_tagged(held, number))
+                    self._print(tagged(held, number))
                     held = None
                 if line.startswith("jobq: "):
                     held = line
                 else:
-                    self._print(_tagged(line, number))
+                    self._print(tagged(line, number))
         run.error = held
 
     def _print(self, line: str) -> None:

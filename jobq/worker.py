@@ -195,6 +195,7 @@ class Worker:
 
     async def run(self, *, burst: bool = False) -> None:
         """Run jobs until stopped; with ``burst=True`` return once nothing is runnable."""
+        self._changed = None  # an event of an earlier run belongs to its event loop
         for queue in self.queues:
             await anyio.to_thread.run_sync(self.spool.ensure_queue, queue)
         await anyio.to_thread.run_sync(self._register, self.id)

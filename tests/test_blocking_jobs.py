@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+import anyio
 import pytest
 from apps import ops
 
@@ -53,3 +54,12 @@ async def test_a_job_that_awaits_within_its_timeout_is_not_blamed(
         await jobq.Worker(spool_path, queues=["default"]).run(burst=True)
     assert await handle.result(timeout=5) == "finished anyway"
     assert not [r for r in caplog.records if "blocked" in r.getMessage()]
+
+
+def test_a_worker_object_runs_again_on_another_event_loop(spool_path: Path) -> None:
+    # Its state from one run (an event a waiter made) must not tie it to that run's loop.
+    worker = jobq.Worker(spool_path, queues=["default"])
+    for backend in ("asyncio", "asyncio", "trio"):
+        handle = ops.nap.enqueue_sync(0.05)
+        anyio.run(lambda: worker.run(burst=True), backend=backend)
+        assert handle.result_sync(timeout=5) == 0.05

@@ -170,9 +170,10 @@ def test_log_lines_and_other_stderr_both_name_their_child(
     sup.wait_for(lambda: sup.output().count(" serving ") == 2, "two workers serving")
     handles = [ops.say.enqueue_sync(f"said {i}") for i in range(8)]
     ran: list[list[Any]] = [h.result_sync(timeout=30) for h in handles]
-    assert [hand_over for _, hand_over in ran] == [None] * 8  # a job's subprocess cannot inherit it
+    assert [hand_over for _, hand_over, _ in ran] == [None] * 8  # no subprocess inherits it
+    assert all(fd not in (None, 2) for _, _, fd in ran)  # the log handler writes elsewhere
     number_of = {pid: n for n, pids in sup.children().items() for pid in pids}
-    for i, (handle, (pid, _)) in enumerate(zip(handles, ran, strict=True)):
+    for i, (handle, (pid, _, _)) in enumerate(zip(handles, ran, strict=True)):
         tag = re.escape(f"[child {number_of[pid]}] ")
         sup.wait_for(lambda: f"[{handle.id}] done" in sup.output(), "the done line")  # noqa: B023
         out = sup.output()

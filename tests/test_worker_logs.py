@@ -7,8 +7,10 @@ steal a running job, which a job can do to itself in-process.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import re
 import time
 from typing import TYPE_CHECKING, Any
@@ -18,6 +20,8 @@ from apps import observed
 from conftest import run_jobq
 
 import jobq
+from jobq import supervisor
+from jobq.logs import ATOMIC_WRITE, TEXT_FORMAT, ChildHandler, TextFormatter, tagged
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -206,3 +210,63 @@ def test_a_jobs_log_holds_its_own_lines_not_the_workers(spool_path: Path) -> Non
     finally:
         ctx.deactivate(token)
     assert [line.split(": ", 1)[1] for line in ctx.lines] == ["mine\n"]
+
+
+def test_a_childs_handler_tags_its_lines_and_leaves_long_ones_to_the_relay(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    direct = io.StringIO()
+    handler = ChildHandler(direct, 3)
+    handler.setFormatter(TextFormatter())
+    logger = logging.getLogger("tests.child_handler")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("two\nlines")
+        logger.warning("x" * ATOMIC_WRITE)
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+    short = direct.getvalue().splitlines()
+    assert len(short) == 2
+    assert TEXT_LINE.match(short[0].removeprefix("[child 3] "))
+    assert short[0].startswith("[child 3] ")
+    assert short[0].endswith(": two")
+    assert short[1] == "[child 3] lines"
+    relayed = capsys.readouterr().err.splitlines()  # the supervisor tags these as it relays
+    assert len(relayed) == 1
+    assert relayed[0].endswith("x" * ATOMIC_WRITE)
+    assert TEXT_LINE.match(relayed[0])
+    # A JSON line stays one object, its first key the child's number.
+    line = tagged('{"ts":"t","message":"m"}', 2)
+    assert list(json.loads(line).items()) == [("child", 2), ("ts", "t"), ("message", "m")]
+
+
+def test_the_text_format_writes_the_time_as_logging_does() -> None:
+    ours, theirs = TextFormatter(), logging.Formatter(TEXT_FORMAT)
+    base = time.time()
+    for offset in (0.0, 0.001, 0.999, 1.0, 1.5, 61.25, 3600.0):
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", (), None)
+        record.created, record.msecs = base + offset, ((base + offset) % 1) * 1000
+        assert ours.format(record) == theirs.format(record)
+
+
+def test_a_child_takes_the_log_hand_over_only_where_it_is_what_was_handed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fd = os.open(tmp_path / "supervisor-stderr", os.O_WRONLY | os.O_CREAT)  # the stream closes it
+    found = os.fstat(fd)
+    monkeypatch.setenv(supervisor.CHILD_ENV, "4")
+    monkeypatch.setenv(supervisor.LOG_FD_ENV, f"{fd}:{found.st_dev}:{found.st_ino + 1}")
+    assert supervisor.child_log_stream() is None  # another file behind that number now
+    assert supervisor.LOG_FD_ENV not in os.environ
+    monkeypatch.setenv(supervisor.LOG_FD_ENV, f"{fd}:{found.st_dev}:{found.st_ino}")
+    os.set_inheritable(fd, True)
+    got = supervisor.child_log_stream()
+    assert got is not None
+    assert got[0] == 4
+    assert not os.get_inheritable(fd)  # a job's subprocesses do not get it
+    assert supervisor.LOG_FD_ENV not in os.environ
+    got[1].write("line\n")
+    got[1].close()
+    assert (tmp_path / "supervisor-stderr").read_text() == "line\n"

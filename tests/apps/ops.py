@@ -6,6 +6,7 @@ This is the "old" app of the rolling-deploy tests: it does not register ``ops.ne
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -45,6 +46,12 @@ async def block_then_await(seconds: float) -> str:
 
 @jobq.job(name="ops.say")
 async def say(text: str) -> list[object]:
-    """Write ``text`` to stderr (not a log line); the worker's pid and its log hand-over."""
+    """Write ``text`` to stderr (not a log line).
+
+    Returns the worker's pid, its environment's log hand-over and the descriptor its log
+    handler writes to.
+    """
     print(text, file=sys.stderr, flush=True)
-    return [os.getpid(), os.environ.get("JOBQ_LOG_FD")]
+    handler = next(h for h in logging.getLogger().handlers if h.get_name() == "jobq-stderr")
+    stream = getattr(handler, "stream", None)
+    return [os.getpid(), os.environ.get("JOBQ_LOG_FD"), stream.fileno() if stream else None]
