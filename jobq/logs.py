@@ -109,7 +109,11 @@ class ChildHandler(logging.StreamHandler):  # type: ignore[type-arg]
         """Write the record's line(s): tagged and direct, or through the relay if long."""
         try:
             text = tagged(self.format(record), self.child)
-            if len(text.encode("utf-8", "backslashreplace")) < ATOMIC_WRITE:
+            # A character is at most 6 bytes here (a lone surrogate as \udcff).
+            if (
+                len(text) * 6 < ATOMIC_WRITE
+                or len(text.encode("utf-8", "backslashreplace")) < ATOMIC_WRITE
+            ):
                 self.stream.write(text + "\n")
                 self.stream.flush()
             else:
