@@ -131,6 +131,8 @@ def drain(tree: str, spool: str, args: argparse.Namespace) -> tuple[float, float
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(out) as f:
         last = max(float(t) for t in FINISHED.findall(f.read()))
+    os.remove(out)
+    os.remove(err)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return args.jobs / (last - started), cpu / args.jobs * 1e6
 
