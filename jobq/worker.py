@@ -176,7 +176,11 @@ class Worker:
         return self.heartbeat is not None and self.heartbeat.lost.is_set()
 
     def stop(self) -> None:
-        """Stop claiming new jobs; running ones finish (within ``grace`` under signals)."""
+        """Stop claiming new jobs; running ones finish (within ``grace`` under signals).
+
+        Call it on the worker's event loop; from another thread, through
+        ``anyio.from_thread.run_sync(worker.stop, token=...)``.
+        """
         self._stopping = True
         self._notify()
 
