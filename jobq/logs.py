@@ -108,7 +108,8 @@ class ChildHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def emit(self, record: logging.LogRecord) -> None:
         """Write the record's line(s): tagged and direct, or through the relay if long."""
         try:
-            text = tagged(self.format(record), self.child)
+            line = self.format(record)
+            text = tagged(line, self.child)
             # A character is at most 6 bytes here (a lone surrogate as \udcff).
             if (
                 len(text) * 6 < ATOMIC_WRITE
@@ -117,7 +118,7 @@ class ChildHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 self.stream.write(text + "\n")
                 self.stream.flush()
             else:
-                sys.stderr.write(self.format(record) + "\n")
+                sys.stderr.write(line + "\n")
                 sys.stderr.flush()
         except RecursionError:
             raise

@@ -249,20 +249,22 @@ class Settler:
         if not self._gate.inline:
             return await self._commit_part(finishes, follow_up=True)
         results: list[bool | OSError] = []
-        # Each inline call checkpoints first: a stop must not land between two parts of a
-        # batch, whose jobs' attempts ran (as a batch in a thread goes whole).
-        with anyio.CancelScope(shield=True):
-            while len(results) < len(finishes):
-                rest = finishes[len(results) :]
-                part = rest[: self._gate.batch_size()] if self._gate.inline else rest
-                results += await self._commit_part(part, follow_up=False)
+        while len(results) < len(finishes):
+            rest = finishes[len(results) :]
+            part = rest[: self._gate.batch_size()] if self._gate.inline else rest
+            results += await self._commit_part(part, follow_up=False)
+        with anyio.CancelScope(shield=True):  # as the commits' calls (see _commit_part)
             await self._gate.call(functools.partial(self._follow_up, finishes, results))
         return results
 
     async def _commit_part(self, finishes: list[Finish], follow_up: bool) -> list[bool | OSError]:
         try:
             commit = functools.partial(self._commit, finishes, follow_up)
-            return list(await self._gate.call(commit, items=len(finishes)))
+            # Shielded: an inline call checkpoints first, and a stop must not land between
+            # two parts of a batch whose attempts ran (a batch in a thread goes whole). What
+            # follows an error (riding out an outage) stays cancellable.
+            with anyio.CancelScope(shield=True):
+                return list(await self._gate.call(commit, items=len(finishes)))
         except OSError as exc:
             if is_unreachable(exc):
                 results = list(await self._ride_out(finishes, exc))
