@@ -39,7 +39,7 @@ from jobq.unknown import UnknownJobs, unknown_job_error
 from jobq.waiting import Wakeup, poll_backoff, watching
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import AsyncIterator, Sequence
 
     from anyio.abc import TaskGroup
 
@@ -199,6 +199,14 @@ class Worker:
 
     async def run(self, *, burst: bool = False) -> None:
         """Run jobs until stopped; with ``burst=True`` return once nothing is runnable."""
+        if not self.handle_signals:
+            return await self._run(burst, None)
+        # Signals are received from before the worker registers: whoever sees it registered
+        # may stop it gracefully (a signal that comes early is acted on once the loop runs).
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            await self._run(burst, signals)
+
+    async def _run(self, burst: bool, signals: AsyncIterator[signal.Signals] | None) -> None:
         self._changed = None  # an event of an earlier run belongs to its event loop
         for queue in self.queues:
             await anyio.to_thread.run_sync(self.spool.ensure_queue, queue)
@@ -219,8 +227,8 @@ class Worker:
             async with anyio.create_task_group() as outer:
                 outer.start_soon(self._settler.committer)
                 await outer.start(self.report.hooks.run)
-                if self.handle_signals:
-                    outer.start_soon(self._signals, outer)
+                if signals is not None:
+                    outer.start_soon(self._signals, signals, outer)
                 # Start-up chores (reaping, collecting tmp/) finish before the first claim.
                 await outer.start(Housekeeping(self, burst=burst).run)
                 async with anyio.create_task_group() as jobs:
@@ -241,21 +249,16 @@ class Worker:
                 except OSError as exc:  # the reaper removes it after a lease
                     logger.warning("cannot deregister worker %s: %s", self.id, exc)
 
-    async def _signals(self, outer: TaskGroup) -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for signum in signals:
-                if self._stopping:
-                    logger.warning("second signal: stopping now (jobs recover by lease)")
-                    self.hard_stopped = True
-                    outer.cancel_scope.cancel()
-                    return
-                logger.info(
-                    "%s: finishing running jobs (grace %g s)",
-                    signal.Signals(signum).name,
-                    self.grace,
-                )
-                self.stop()
-                outer.start_soon(self._grace_timer)
+    async def _signals(self, signals: AsyncIterator[signal.Signals], outer: TaskGroup) -> None:
+        async for signum in signals:
+            if self._stopping:
+                logger.warning("second signal: stopping now (jobs recover by lease)")
+                self.hard_stopped = True
+                outer.cancel_scope.cancel()
+                return
+            logger.info("%s: finishing running jobs (grace %g s)", signum.name, self.grace)
+            self.stop()
+            outer.start_soon(self._grace_timer)
 
     async def _grace_timer(self) -> None:
         await anyio.sleep(self.grace)

@@ -260,6 +260,23 @@ def test_sigterm_lets_a_short_job_finish(
     assert _worker_files(spool_path) == []  # it left cleanly
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sigterm_the_moment_a_worker_registers_is_a_graceful_stop(
+    spool_path: Path, start_worker: Callable[..., Proc], backend: str
+) -> None:
+    # Whoever sees a worker registered may stop it: its signals are handled from then, not
+    # from a moment later (a SIGTERM in between killed it and left its registration behind).
+    for _ in range(4):
+        worker = start_worker(spool_path, backend=backend)
+        deadline = time.monotonic() + 20
+        while not _worker_files(spool_path):
+            assert worker.popen.poll() is None, worker.output()
+            assert time.monotonic() < deadline, "the worker did not register"
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(10) == 0, worker.output()
+        assert _worker_files(spool_path) == []
+
+
 @pytest.mark.parametrize("kind", ["nap", "nap_sync"])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sigterm_requeues_a_job_longer_than_grace_at_once(
