@@ -276,8 +276,9 @@ class Worker:
         Once a scan has seen everything (it claimed fewer jobs than it had slots for), a freed
         slot alone does not start another scan; a file event, the poll or a due time does.
         """
-        wake = Wakeup(on_raise=self._notify)
+        wake = Wakeup(on_raise=self._file_event)
         with watching(self._watched_dirs(), wake.raise_threadsafe, enabled=self.watch) as live:
+            self._claimer.backlog.events_trusted = live
             # Trusted events leave polling as a slow safety net; else polling is how we learn.
             idle = poll_backoff(live, first=0.001, cap=0.1)
             look_at = 0.0  # time.monotonic() of the next scan that no event asked for
@@ -328,6 +329,10 @@ class Worker:
                 if burst and not wake.raised:  # burst mode looks on every change, so wait here
                     with anyio.move_on_after(pause):
                         await self.wait_change()
+
+    def _file_event(self) -> None:
+        self._claimer.backlog.arrived()
+        self._notify()
 
     async def _scan(self, free: int) -> tuple[Scan, int]:
         """One claim scan, and how many jobs it could claim at most.
