@@ -91,6 +91,8 @@ class Settler:
         report: told of each outcome, retry and fenced attempt (log lines and hooks).
         outage: the worker's outage state: the committer reports and rides out outages.
         lease_lost: whether the worker's lease is lost (a reaper may own its jobs now).
+        handed: told when an attempt's outcome is in the committer's hands (its function
+            has ended; the record is not written yet).
     """
 
     def __init__(
@@ -102,6 +104,7 @@ class Settler:
         *,
         outage: Outage | None = None,
         lease_lost: Callable[[], bool] = lambda: False,
+        handed: Callable[[Attempt], None] = lambda run: None,
     ) -> None:
         self.spool = spool
         self._gate = gate_for(spool.root, spool.durable)
@@ -113,6 +116,7 @@ class Settler:
         self._ttls: dict[str, float] = {}  # job id -> ttl of a done record being committed
         self.outage = outage if outage is not None else Outage()
         self.lease_lost = lease_lost
+        self._handed = handed
         self._send: MemoryObjectSendStream[_Commit]
         self._receive: MemoryObjectReceiveStream[_Commit]
         self._send, self._receive = anyio.create_memory_object_stream[_Commit](math.inf)
@@ -193,6 +197,7 @@ class Settler:
         done = anyio.Event()
         box: list[bool | OSError] = []
         await self._send.send((finish, done, box))
+        self._handed(run)
         await done.wait()
         if box and isinstance(box[0], OSError):
             await self._unrecorded(run, box[0])

@@ -57,6 +57,16 @@ def _new_worker_id() -> str:
     return f"{host or 'host'}.{os.getpid()}.{secrets.token_hex(3)}"
 
 
+class _Held:
+    """The ids of the jobs a worker holds, as a container (the stray sweep spares them)."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+
+    def __contains__(self, job_id: object) -> bool:
+        return isinstance(job_id, str) and self._worker.holds(job_id)
+
+
 class Worker:
     """Runs jobs from a spool until stopped (or, in burst mode, until nothing is runnable).
 
@@ -133,9 +143,14 @@ class Worker:
         self.retired: list[str] = []
         self.outage = Outage()
         self.processed = 0
+        #: Attempts whose function runs: each takes one of ``concurrency`` slots.
         self.running: dict[str, Attempt] = {}
+        #: Attempts whose outcome the committer is recording: they hold their job file but no
+        #: slot, so the next jobs run during a group commit's fsyncs (see ``_free_slots``).
+        self.recording: dict[str, Attempt] = {}
         self._stopping = False
         self._changed: anyio.Event | None = None  # made by the first waiter after a change
+        self._held = _Held(self)
         self.heartbeat: Heartbeat | None = None
         self.hard_stopped = False
         self.report = Reporter(self.spool.root, lambda: self.id)  # log lines and hooks
@@ -215,7 +230,7 @@ class Worker:
         logging.getLogger().addHandler(handler)
         self._settler = Settler(
             self.spool, lambda: self.id, self.lease, self.report,
-            outage=self.outage, lease_lost=lambda: self.lease_lost,
+            outage=self.outage, lease_lost=lambda: self.lease_lost, handed=self._handed,
         )  # fmt: skip
         self.flush_log = self._settler.flush_log
         self._claimer.unknown = UnknownJobs(
@@ -283,7 +298,7 @@ class Worker:
             idle = poll_backoff(live, first=0.001, cap=0.1)
             look_at = 0.0  # time.monotonic() of the next scan that no event asked for
             while not self._stopping:
-                free = self.concurrency - len(self.running)
+                free = self._free_slots()
                 left = look_at - time.monotonic()
                 if free <= 0 or (left > 0 and not wake.raised and not burst):
                     with anyio.move_on_after(left if free > 0 else math.inf):
@@ -316,7 +331,8 @@ class Worker:
                     more = len(claimed) == limit or scan.unlisted
                     look_at = 0.0 if more else time.monotonic() + 0.001
                     continue
-                if burst and not self.running and not scan.more_later:
+                # A recording may still fail and send its job back to pending.
+                if burst and not self.running and not self.recording and not scan.more_later:
                     if self.processed == finished_before:
                         return
                     continue  # look again: the scan may predate a retry's requeue
@@ -329,6 +345,32 @@ class Worker:
                 if burst and not wake.raised:  # burst mode looks on every change, so wait here
                     with anyio.move_on_after(pause):
                         await self.wait_change()
+
+    def holds(self, job_id: str) -> bool:
+        """Whether an attempt of this worker holds ``job_id``'s file (running or recording)."""
+        return job_id in self.running or job_id in self.recording
+
+    def attempts(self) -> list[Attempt]:
+        """Every attempt holding a job file: running, or having its outcome recorded."""
+        return [*self.running.values(), *self.recording.values()]
+
+    def _free_slots(self) -> int:
+        """How many jobs may be claimed now.
+
+        A job whose outcome is being recorded gives its slot back, so that a durable worker
+        runs the next jobs while a group commit waits for its fsyncs (and the next group
+        gathers meanwhile): with 10 slots that doubled a durable drain on journaled ext4.
+        A commit that stalls does not let the worker run ahead of it without bound: at most
+        ``concurrency`` more jobs wait for their records.
+        """
+        running, held = len(self.running), len(self.running) + len(self.recording)
+        return min(self.concurrency - running, 2 * self.concurrency - held)
+
+    def _handed(self, run: Attempt) -> None:
+        # The committer has the attempt's outcome: its slot is free (see _free_slots).
+        if self.running.pop(run.job.id, None) is not None:
+            self.recording[run.job.id] = run
+            self._notify()
 
     def _file_event(self) -> None:
         self._claimer.backlog.arrived()
@@ -346,10 +388,10 @@ class Worker:
         cheap = self._claimer.listing_cheap()
         troubled = self.outage.since is not None or self.outage.strays
         if troubled or not self._gate.inline or (self._claimer.must_list() and not cheap):
-            scan = await anyio.to_thread.run_sync(self._claimer.scan, self.id, free, self.running)
+            scan = await anyio.to_thread.run_sync(self._claimer.scan, self.id, free, self._held)
             return scan, free
         limit = min(free, self._gate.batch_size())
-        call = functools.partial(self._claimer.scan, self.id, limit, self.running, may_list=cheap)
+        call = functools.partial(self._claimer.scan, self.id, limit, self._held, may_list=cheap)
         return await self._gate.call(call), limit
 
     def _watched_dirs(self) -> list[str]:
@@ -390,5 +432,6 @@ class Worker:
         finally:
             self._claimer.limits.finished(run.job.id)
             self.running.pop(run.job.id, None)
+            self.recording.pop(run.job.id, None)
             self.processed += 1
             self._notify()
