@@ -51,6 +51,12 @@ __all__ = ("Worker",)
 
 logger = logging.getLogger("jobq.worker")
 
+#: Jobs running or done may wait this many at most (or ``concurrency``, if more) for their
+#: outcome records while the worker runs the next (see ``Worker._free_slots``). Measured on
+#: journaled ext4, durable, 2 processes x 10 slots, median of 3 alternating rounds: 20 held
+#: gave 2,840 jobs/s, 40 3,650, 80 4,150, no bound 4,340.
+RECORDING_AHEAD = 100
+
 
 def _new_worker_id() -> str:
     host = "".join(c if c.isalnum() or c in "_-" else "-" for c in socket.gethostname())[:40]
@@ -358,13 +364,14 @@ class Worker:
         """How many jobs may be claimed now.
 
         A job whose outcome is being recorded gives its slot back, so that a durable worker
-        runs the next jobs while a group commit waits for its fsyncs (and the next group
-        gathers meanwhile): with 10 slots that doubled a durable drain on journaled ext4.
-        A commit that stalls does not let the worker run ahead of it without bound: at most
-        ``concurrency`` more jobs wait for their records.
+        runs the next jobs while a group commit waits for its fsyncs, and the next group
+        gathers meanwhile (bigger groups share their two flushes among more jobs). A commit
+        that stalls does not let the worker run ahead of it without bound: at most
+        ``max(concurrency, RECORDING_AHEAD)`` jobs wait for their records.
         """
-        running, held = len(self.running), len(self.running) + len(self.recording)
-        return min(self.concurrency - running, 2 * self.concurrency - held)
+        running = len(self.running)  # each of them will wait for its record too
+        ahead = max(self.concurrency, RECORDING_AHEAD) - running - len(self.recording)
+        return min(self.concurrency - running, ahead)
 
     def _handed(self, run: Attempt) -> None:
         # The committer has the attempt's outcome: its slot is free (see _free_slots).
