@@ -9,6 +9,7 @@ collectors, feature chores) are ``jobq.housekeeping``'s.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -220,18 +221,7 @@ class Worker:
 
     async def run(self, *, burst: bool = False) -> None:
         """Run jobs until stopped; with ``burst=True`` return once nothing is runnable."""
-        if not self.handle_signals:
-            return await self._run(burst, None)
-        # Signals are received from before the worker registers: whoever sees it registered
-        # may stop it gracefully (a signal that comes early is acted on once the loop runs).
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            await self._run(burst, signals)
-
-    async def _run(self, burst: bool, signals: AsyncIterator[signal.Signals] | None) -> None:
         self._changed = None  # an event of an earlier run belongs to its event loop
-        for queue in self.queues:
-            await anyio.to_thread.run_sync(self.spool.ensure_queue, queue)
-        await anyio.to_thread.run_sync(self._register, self.id)
         handler = CaptureHandler()
         logging.getLogger().addHandler(handler)
         self._settler = Settler(
@@ -244,31 +234,46 @@ class Worker:
         )
         self._settler.result_ttl = self.result_ttl
         clean = True
-        try:
-            async with anyio.create_task_group() as outer:
-                outer.start_soon(self._settler.committer)
-                await outer.start(self.report.hooks.run)
-                if signals is not None:
-                    outer.start_soon(self._signals, signals, outer)
-                # Start-up chores (reaping, collecting tmp/) finish before the first claim.
-                await outer.start(Housekeeping(self, burst=burst).run)
-                async with anyio.create_task_group() as jobs:
-                    await self._claim_loop(jobs, burst)
-                await self.report.hooks.drain()  # the last jobs' hooks, bounded by their timeout
-                outer.cancel_scope.cancel()
-        except BaseException:
-            clean = False
-            raise
-        finally:
-            self._settler.close()
-            logging.getLogger().removeHandler(handler)
-            if self.heartbeat is not None:
-                self.heartbeat.stop()
-            if clean and not self.hard_stopped and not self.running:
-                try:
-                    await anyio.to_thread.run_sync(self.spool.deregister_worker, self.id)
-                except OSError as exc:  # the reaper removes it after a lease
-                    logger.warning("cannot deregister worker %s: %s", self.id, exc)
+        with contextlib.ExitStack() as receiving:
+            try:
+                async with anyio.create_task_group() as outer:
+                    if self.handle_signals:
+                        # Handled from before the worker registers: whoever sees it registered
+                        # may stop it gracefully. A start-up that hangs (a dead mount) still
+                        # ends at a second signal: its calls are abandoned then.
+                        signals = receiving.enter_context(
+                            anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT)
+                        )
+                        outer.start_soon(self._signals, signals, outer)
+                    for queue in self.queues:
+                        await anyio.to_thread.run_sync(
+                            self.spool.ensure_queue, queue, abandon_on_cancel=True
+                        )
+                    await anyio.to_thread.run_sync(self._register, self.id, abandon_on_cancel=True)
+                    outer.start_soon(self._settler.committer)
+                    await outer.start(self.report.hooks.run)
+                    # Start-up chores (reaping, collecting tmp/) finish before the first claim.
+                    await outer.start(Housekeeping(self, burst=burst).run)
+                    async with anyio.create_task_group() as jobs:
+                        await self._claim_loop(jobs, burst)
+                    await self.report.hooks.drain()  # the last jobs' hooks, within their timeout
+                    outer.cancel_scope.cancel()
+            except BaseException:
+                clean = False
+                raise
+            finally:
+                # Signals take their default action again: a deregistration that hangs can
+                # still be ended.
+                receiving.close()
+                self._settler.close()
+                logging.getLogger().removeHandler(handler)
+                if self.heartbeat is not None:
+                    self.heartbeat.stop()
+                if clean and not self.hard_stopped and not self.attempts():
+                    try:
+                        await anyio.to_thread.run_sync(self.spool.deregister_worker, self.id)
+                    except OSError as exc:  # the reaper removes it after a lease
+                        logger.warning("cannot deregister worker %s: %s", self.id, exc)
 
     async def _signals(self, signals: AsyncIterator[signal.Signals], outer: TaskGroup) -> None:
         async for signum in signals:
@@ -374,9 +379,14 @@ class Worker:
         return min(self.concurrency - running, ahead)
 
     def _handed(self, run: Attempt) -> None:
-        # The committer has the attempt's outcome: its slot is free (see _free_slots).
-        if self.running.pop(run.job.id, None) is not None:
-            self.recording[run.job.id] = run
+        # The committer has the attempt's outcome: its slot is free (see _free_slots), and so
+        # is its limit slot (its function has ended). Into ``recording`` before out of
+        # ``running``: a stray sweep in a thread must find it in one or the other.
+        job_id = run.job.id
+        if job_id in self.running:
+            self.recording[job_id] = run
+            del self.running[job_id]
+            self._claimer.limits.finished(job_id)
             self._notify()
 
     def _file_event(self) -> None:

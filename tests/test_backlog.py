@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
+import anyio
 import pytest
 
+import jobq
 from jobq import backlog
 from jobq.backlog import Backlog
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class Clock:
@@ -93,3 +99,41 @@ def test_with_trusted_events_a_quiet_listing_is_still_refreshed_in_the_end(clock
     kept.relist()
     clock.now += backlog.QUIET_AGE + 0.1
     assert kept.needs_listing()  # the net for a lost event
+
+
+order: list[object] = []
+
+
+@jobq.job(name="tests.backlog.low")
+async def low(i: int) -> None:
+    order.append(i)
+    await anyio.sleep(0.01)
+
+
+@jobq.job(name="tests.backlog.high", priority=9)
+async def high() -> None:
+    order.append("high")
+
+
+@pytest.mark.anyio
+async def test_a_job_that_lands_during_a_deep_drain_is_listed_soon(spool_path: Path) -> None:
+    # The worker keeps its listing of 300 jobs while nothing lands; the file event of a new
+    # higher-priority job makes it list again once the listing is old enough (0.2 s), not
+    # after the 300 jobs (about 0.6 s here).
+    order.clear()
+    await low.enqueue_many([(i,) for i in range(300)])
+    worker = jobq.Worker(spool_path, concurrency=5)
+
+    async def add_high() -> None:
+        with anyio.fail_after(30):
+            while len(order) < 20:
+                await anyio.sleep(0.005)
+            await high.enqueue()
+            while "high" not in order:
+                await anyio.sleep(0.01)
+        worker.stop()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(add_high)
+        await worker.run()
+    assert order.index("high") < 200

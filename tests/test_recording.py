@@ -8,7 +8,10 @@ waiting for their records, and every job recorded exactly once when the disk ans
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -80,3 +83,36 @@ async def test_jobs_run_ahead_of_a_stalled_commit_within_a_bound(
     assert sorted(started) == list(range(10))  # each once
     assert most_at_once[0] <= 2
     assert [await h.result(timeout=5) for h in handles] == list(range(10))
+
+
+twice_runs: list[int] = []
+
+
+@jobq.job(name="tests.recording.twice", retries=1, retry_delay=0)
+async def twice(x: int) -> int:
+    twice_runs.append(x)
+    return x
+
+
+async def test_a_burst_worker_waits_for_a_record_that_may_send_its_job_back(
+    spool_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first attempt's record cannot be written (twice: the batch, then alone): the
+    # attempt fails and its retry goes back to pending after the slot was freed. A burst
+    # worker must not take the empty queue it saw meanwhile for the end of its work.
+    twice_runs.clear()
+    refusals = [2]
+    commit = SpoolDir.commit
+
+    def full_disk(self: SpoolDir, finishes: Sequence[Finish]) -> Any:
+        if refusals[0] > 0:
+            refusals[0] -= 1
+            time.sleep(0.2)  # a slow disk: the worker has looked at the empty queue meanwhile
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return commit(self, finishes)
+
+    monkeypatch.setattr(SpoolDir, "commit", full_disk)
+    handle = await twice.enqueue(7)
+    await jobq.Worker(spool_path, durable=True).run(burst=True)  # commits in a thread
+    assert twice_runs == [7, 7]
+    assert await handle.result(timeout=1) == 7
