@@ -129,6 +129,7 @@ async def test_short_outage_keeps_the_worker_and_its_id(
         await _run_until(worker, lambda: len(_done_records(spool_path)) == 60, 30)
 
     assert [await h.result(timeout=5) for h in handles] == list(range(60))
+    assert sorted(ran) == list(range(60))  # none ran twice: no held job was handed back
     assert len(_done_records(spool_path)) == 60
     assert partition.registered == [worker.id]  # one identity throughout
     assert len(_lines(caplog, "spool unreachable")) == 1
