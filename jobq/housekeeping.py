@@ -202,7 +202,7 @@ class Housekeeping:
             if old_id == worker.id:
                 continue  # not registered again yet
             old_dir = spool.running_dir(old_id) + os.sep
-            if any(r.claimed.path.startswith(old_dir) for r in worker.attempts()):
+            if any(r.claimed.path.startswith(old_dir) for r in worker.slots.attempts()):
                 continue  # a stopped attempt has not ended yet (a sync job runs on)
             for held in await anyio.to_thread.run_sync(spool.running_jobs, old_id):
                 await anyio.to_thread.run_sync(

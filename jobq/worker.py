@@ -35,6 +35,7 @@ from jobq.registry import lookup, registered_names
 from jobq.report import Reporter
 from jobq.runner import Ending, run_attempt
 from jobq.settle import Attempt, Settler
+from jobq.slots import Slots
 from jobq.spool import SpoolDir
 from jobq.unknown import UnknownJobs, unknown_job_error
 from jobq.waiting import Wakeup, poll_backoff, watching
@@ -52,26 +53,10 @@ __all__ = ("Worker",)
 
 logger = logging.getLogger("jobq.worker")
 
-#: Jobs running or done may wait this many at most (or ``concurrency``, if more) for their
-#: outcome records while the worker runs the next (see ``Worker._free_slots``). Measured on
-#: journaled ext4 (mounted noauto_da_alloc), durable, 2 processes x 10 slots, medians of 3
-#: alternating rounds: 20 held gave 2,840 jobs/s, 40 3,650, 80 4,150, no bound 4,340.
-RECORDING_AHEAD = 100
-
 
 def _new_worker_id() -> str:
     host = "".join(c if c.isalnum() or c in "_-" else "-" for c in socket.gethostname())[:40]
     return f"{host or 'host'}.{os.getpid()}.{secrets.token_hex(3)}"
-
-
-class _Held:
-    """The ids of the jobs a worker holds, as a container (the stray sweep spares them)."""
-
-    def __init__(self, worker: Worker) -> None:
-        self._worker = worker
-
-    def __contains__(self, job_id: object) -> bool:
-        return isinstance(job_id, str) and self._worker.holds(job_id)
 
 
 class Worker:
@@ -150,14 +135,12 @@ class Worker:
         self.retired: list[str] = []
         self.outage = Outage()
         self.processed = 0
-        #: Attempts whose function runs: each takes one of ``concurrency`` slots.
-        self.running: dict[str, Attempt] = {}
-        #: Attempts whose outcome the committer is recording: they hold their job file but no
-        #: slot, so the next jobs run during a group commit's fsyncs (see ``_free_slots``).
-        self.recording: dict[str, Attempt] = {}
+        #: The attempts it holds: running, or having their outcomes recorded (``jobq.slots``).
+        self.slots = Slots(concurrency)
+        #: The attempts whose function runs (``slots.running``).
+        self.running = self.slots.running
         self._stopping = False
         self._changed: anyio.Event | None = None  # made by the first waiter after a change
-        self._held = _Held(self)
         self.heartbeat: Heartbeat | None = None
         self.hard_stopped = False
         self.report = Reporter(self.spool.root, lambda: self.id)  # log lines and hooks
@@ -269,7 +252,7 @@ class Worker:
                 logging.getLogger().removeHandler(handler)
                 if self.heartbeat is not None:
                     self.heartbeat.stop()
-                if clean and not self.hard_stopped and not self.attempts():
+                if clean and not self.hard_stopped and not self.slots:
                     try:
                         await anyio.to_thread.run_sync(self.spool.deregister_worker, self.id)
                     except OSError as exc:  # the reaper removes it after a lease
@@ -309,7 +292,7 @@ class Worker:
             idle = poll_backoff(live, first=0.001, cap=0.1)
             look_at = 0.0  # time.monotonic() of the next scan that no event asked for
             while not self._stopping:
-                free = self._free_slots()
+                free = self.slots.free()
                 left = look_at - time.monotonic()
                 if free <= 0 or (left > 0 and not wake.raised and not burst):
                     with anyio.move_on_after(left if free > 0 else math.inf):
@@ -343,7 +326,7 @@ class Worker:
                     look_at = 0.0 if more else time.monotonic() + 0.001
                     continue
                 # A recording may still fail and send its job back to pending.
-                if burst and not self.running and not self.recording and not scan.more_later:
+                if burst and not self.slots and not scan.more_later:
                     if self.processed == finished_before:
                         return
                     continue  # look again: the scan may predate a retry's requeue
@@ -357,36 +340,11 @@ class Worker:
                     with anyio.move_on_after(pause):
                         await self.wait_change()
 
-    def holds(self, job_id: str) -> bool:
-        """Whether an attempt of this worker holds ``job_id``'s file (running or recording)."""
-        return job_id in self.running or job_id in self.recording
-
-    def attempts(self) -> list[Attempt]:
-        """Every attempt holding a job file: running, or having its outcome recorded."""
-        return [*self.running.values(), *self.recording.values()]
-
-    def _free_slots(self) -> int:
-        """How many jobs may be claimed now.
-
-        A job whose outcome is being recorded gives its slot back, so that a durable worker
-        runs the next jobs while a group commit waits for its fsyncs, and the next group
-        gathers meanwhile (bigger groups share their two flushes among more jobs). A commit
-        that stalls does not let the worker run ahead of it without bound: at most
-        ``max(concurrency, RECORDING_AHEAD)`` jobs wait for their records.
-        """
-        running = len(self.running)  # each of them will wait for its record too
-        ahead = max(self.concurrency, RECORDING_AHEAD) - running - len(self.recording)
-        return min(self.concurrency - running, ahead)
-
     def _handed(self, run: Attempt) -> None:
-        # The committer has the attempt's outcome: its slot is free (see _free_slots), and so
-        # is its limit slot (its function has ended). Into ``recording`` before out of
-        # ``running``: a stray sweep in a thread must find it in one or the other.
-        job_id = run.job.id
-        if job_id in self.running:
-            self.recording[job_id] = run
-            del self.running[job_id]
-            self._claimer.limits.finished(job_id)
+        # The committer has the attempt's outcome: its slot is free, and so is its limit
+        # slot (its function has ended).
+        if self.slots.hand_over(run):
+            self._claimer.limits.finished(run.job.id)
             self._notify()
 
     def _file_event(self) -> None:
@@ -405,10 +363,10 @@ class Worker:
         cheap = self._claimer.listing_cheap()
         troubled = self.outage.since is not None or self.outage.strays
         if troubled or not self._gate.inline or (self._claimer.must_list() and not cheap):
-            scan = await anyio.to_thread.run_sync(self._claimer.scan, self.id, free, self._held)
+            scan = await anyio.to_thread.run_sync(self._claimer.scan, self.id, free, self.slots)
             return scan, free
         limit = min(free, self._gate.batch_size())
-        call = functools.partial(self._claimer.scan, self.id, limit, self._held, may_list=cheap)
+        call = functools.partial(self._claimer.scan, self.id, limit, self.slots, may_list=cheap)
         return await self._gate.call(call), limit
 
     def _watched_dirs(self) -> list[str]:
@@ -422,7 +380,7 @@ class Worker:
         progress = self._settler.write_progress
         ctx = new_context(job.id, job.name, job.queue, held.name.attempts, progress)
         run = Attempt(held, job, ctx)
-        self.running[job.id] = run
+        self.slots.start(run)
         jobs.start_soon(self._run_job, run)
 
     # -- running ---------------------------------------------------------------------------
@@ -448,7 +406,6 @@ class Worker:
             self.outage.failed(f"settling job {run.job.id}", exc)
         finally:
             self._claimer.limits.finished(run.job.id)
-            self.running.pop(run.job.id, None)
-            self.recording.pop(run.job.id, None)
+            self.slots.end(run.job.id)
             self.processed += 1
             self._notify()

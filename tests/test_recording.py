@@ -18,7 +18,7 @@ import anyio
 import pytest
 
 import jobq
-from jobq import worker as worker_module
+from jobq import slots
 from jobq.spool import SpoolDir
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ async def test_jobs_run_ahead_of_a_stalled_commit_within_a_bound(
         return commit(self, finishes)
 
     monkeypatch.setattr(SpoolDir, "commit", stalled_commit)
-    monkeypatch.setattr(worker_module, "RECORDING_AHEAD", 6)
+    monkeypatch.setattr(slots, "RECORDING_AHEAD", 6)
     handles = [await quick.enqueue(i) for i in range(10)]
     worker = jobq.Worker(spool_path, concurrency=2, durable=True)  # commits in a thread
 
