@@ -122,8 +122,9 @@ class Settler:
         self._send, self._receive = anyio.create_memory_object_stream[_Commit](math.inf)
 
     def close(self) -> None:
-        """No more outcomes: the committer ends once it has recorded those it has."""
+        """The worker is done: close the committer's stream (it has ended, or never started)."""
         self._send.close()
+        self._receive.close()
 
     async def settle(self, run: Attempt, ending: Ending) -> None:
         """Retry, record or requeue the job of ``run`` according to how its attempt ended."""

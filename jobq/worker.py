@@ -217,6 +217,7 @@ class Worker:
         )
         self._settler.result_ttl = self.result_ttl
         clean = True
+        failed: Exception | None = None
         with contextlib.ExitStack() as receiving:
             try:
                 async with anyio.create_task_group() as outer:
@@ -228,19 +229,15 @@ class Worker:
                             anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT)
                         )
                         outer.start_soon(self._signals, signals, outer)
-                    for queue in self.queues:
-                        await anyio.to_thread.run_sync(
-                            self.spool.ensure_queue, queue, abandon_on_cancel=True
-                        )
-                    await anyio.to_thread.run_sync(self._register, self.id, abandon_on_cancel=True)
-                    outer.start_soon(self._settler.committer)
-                    await outer.start(self.report.hooks.run)
-                    # Start-up chores (reaping, collecting tmp/) finish before the first claim.
-                    await outer.start(Housekeeping(self, burst=burst).run)
-                    async with anyio.create_task_group() as jobs:
-                        await self._claim_loop(jobs, burst)
-                    await self.report.hooks.drain()  # the last jobs' hooks, within their timeout
+                    try:
+                        await self._start_up()
+                    except Exception as exc:  # raised as itself below, not in a group
+                        failed = exc
+                    else:
+                        await self._serve(outer, burst)
                     outer.cancel_scope.cancel()
+                if failed is not None:
+                    raise failed
             except BaseException:
                 clean = False
                 raise
@@ -257,6 +254,22 @@ class Worker:
                         await anyio.to_thread.run_sync(self.spool.deregister_worker, self.id)
                     except OSError as exc:  # the reaper removes it after a lease
                         logger.warning("cannot deregister worker %s: %s", self.id, exc)
+
+    async def _start_up(self) -> None:
+        """Make the queues' directories and register (abandoned at a hard stop: a dead mount)."""
+        for queue in self.queues:
+            await anyio.to_thread.run_sync(self.spool.ensure_queue, queue, abandon_on_cancel=True)
+        await anyio.to_thread.run_sync(self._register, self.id, abandon_on_cancel=True)
+
+    async def _serve(self, outer: TaskGroup, burst: bool) -> None:
+        """Run the committer, hooks and chores beside the claim loop until it ends."""
+        outer.start_soon(self._settler.committer)
+        await outer.start(self.report.hooks.run)
+        # Start-up chores (reaping, collecting tmp/) finish before the first claim.
+        await outer.start(Housekeeping(self, burst=burst).run)
+        async with anyio.create_task_group() as jobs:
+            await self._claim_loop(jobs, burst)
+        await self.report.hooks.drain()  # the last jobs' hooks, within their timeout
 
     async def _signals(self, signals: AsyncIterator[signal.Signals], outer: TaskGroup) -> None:
         async for signum in signals:

@@ -169,3 +169,15 @@ async def test_outage_past_the_lease_stops_held_jobs_and_rejoins_once(
     assert len(_lines(caplog, "outcome discarded")) == 3
     assert not list((spool_path / L.WORKERS).glob(f"{first_id}*"))  # the old id is gone
     assert not list((spool_path / L.RUNNING).glob("*/*"))
+
+
+async def test_a_spool_that_fails_at_start_up_raises_its_own_error(
+    spool_path: Path, partition: Partition
+) -> None:
+    """A worker that cannot register raises the spool's error itself, as a caller catches it
+    (``SpoolError`` is an ``OSError``), not wrapped in an exception group."""
+    await step.enqueue(1)  # the spool exists
+    partition.down.set()
+    with pytest.raises(OSError, match="not connected"):
+        await jobq.Worker(lease=5.0).run(burst=True)
+    assert ran == []
