@@ -113,20 +113,21 @@ class Claimer:
         return time.monotonic() >= self._scheduled_look or (due is not None and due <= now_us)
 
     def scan(
-        self, worker_id: str, limit: int, running: Container[str], *, may_list: bool = True
+        self, worker_id: str, limit: int, held: Container[str], *, may_list: bool = True
     ) -> Scan:
         """Claim up to ``limit`` jobs for ``worker_id`` (blocking).
 
-        ``running`` holds the ids of the jobs the worker runs; any other job in its running
-        directory is a stray to hand back, looked for only after a spool error. With
-        ``may_list`` false the scan stops where it would list pending/ (``Scan.unlisted``).
+        ``held`` has the ids of the jobs the worker holds (running, or waiting for their
+        records: ``jobq.slots``); any other job in its running directory is a stray to hand
+        back, looked for only after a spool error. With ``may_list`` false the scan stops
+        where it would list pending/ (``Scan.unlisted``).
 
         Raises:
             OSError: if the spool fails; jobs claimed before the error stay in the running
                 directory for the next scan's stray sweep.
         """
         if self.outage.strays:
-            self._requeue_strays(worker_id, running)
+            self._requeue_strays(worker_id, held)
         return self._claim_batch(worker_id, limit, may_list)
 
     def _claim_batch(self, worker_id: str, limit: int, may_list: bool) -> Scan:
@@ -176,7 +177,7 @@ class Claimer:
             unlisted,
         )
 
-    def _requeue_strays(self, worker_id: str, running: Container[str]) -> None:
+    def _requeue_strays(self, worker_id: str, held: Container[str]) -> None:
         """Hand back the jobs in our running directory that no attempt of ours holds.
 
         After a filesystem error halfway through a claim batch or a settle, a job file can be
@@ -184,10 +185,10 @@ class Claimer:
         so no reaper would take it. Runs in the claim batch's call, so no claim of ours
         is in flight meanwhile.
         """
-        for held in self.spool.running_jobs(worker_id):
-            if held.job_id not in running:
-                what = requeue_held(self.spool, held, who=worker_id)
-                logger.warning("job %s: handed back after a spool error (%s)", held.job_id, what)
+        for stray in self.spool.running_jobs(worker_id):
+            if stray.job_id not in held:
+                what = requeue_held(self.spool, stray, who=worker_id)
+                logger.warning("job %s: handed back after a spool error (%s)", stray.job_id, what)
         self.outage.strays = False
 
     def _promote_due(self, now_us: int, may_list: bool = True) -> int | None:

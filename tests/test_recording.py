@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -22,12 +21,25 @@ from jobq import slots
 from jobq.spool import SpoolDir
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from pathlib import Path
 
+    from jobq.claiming import Scan
     from jobq.spool import Finish
 
 pytestmark = pytest.mark.anyio
+
+
+def _before_commits(monkeypatch: pytest.MonkeyPatch, before: Callable[[], object]) -> None:
+    """Make every group commit call ``before`` first (it may stall, or raise)."""
+    commit = SpoolDir.commit
+
+    def slow_disk(self: SpoolDir, finishes: Sequence[Finish]) -> Any:
+        before()
+        return commit(self, finishes)
+
+    monkeypatch.setattr(SpoolDir, "commit", slow_disk)
+
 
 started: list[int] = []
 running_now: list[int] = []
@@ -50,13 +62,7 @@ async def test_jobs_run_ahead_of_a_stalled_commit_within_a_bound(
     started.clear()
     most_at_once[0] = 0
     disk = threading.Event()  # set: the disk answers
-    commit = SpoolDir.commit
-
-    def stalled_commit(self: SpoolDir, finishes: Sequence[Finish]) -> Any:
-        disk.wait(30)
-        return commit(self, finishes)
-
-    monkeypatch.setattr(SpoolDir, "commit", stalled_commit)
+    _before_commits(monkeypatch, lambda: disk.wait(30))
     monkeypatch.setattr(slots, "RECORDING_AHEAD", 6)
     handles = [await quick.enqueue(i) for i in range(10)]
     worker = jobq.Worker(spool_path, concurrency=2, durable=True)  # commits in a thread
@@ -102,16 +108,25 @@ async def test_a_burst_worker_waits_for_a_record_that_may_send_its_job_back(
     # worker must not take the empty queue it saw meanwhile for the end of its work.
     twice_runs.clear()
     refusals = [2]
-    commit = SpoolDir.commit
+    looked = threading.Event()  # set: a scan found the queue empty, nothing due soon
+    scan = jobq.Worker._scan
 
-    def full_disk(self: SpoolDir, finishes: Sequence[Finish]) -> Any:
+    async def scan_and_tell(self: jobq.Worker, free: int) -> tuple[Scan, int]:
+        found = await scan(self, free)
+        if not found[0].claimed and not found[0].more_later:
+            # The queue looks finished. The loop decides on this scan before it can see the
+            # record fail (that needs the loop), as it would after a slow disk.
+            looked.set()
+        return found
+
+    def full_disk() -> None:
         if refusals[0] > 0:
             refusals[0] -= 1
-            time.sleep(0.2)  # a slow disk: the worker has looked at the empty queue meanwhile
+            looked.wait(30)  # the worker has seen the empty queue while the record waits
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return commit(self, finishes)
 
-    monkeypatch.setattr(SpoolDir, "commit", full_disk)
+    monkeypatch.setattr(jobq.Worker, "_scan", scan_and_tell)
+    _before_commits(monkeypatch, full_disk)
     handle = await twice.enqueue(7)
     await jobq.Worker(spool_path, durable=True).run(burst=True)  # commits in a thread
     assert twice_runs == [7, 7]
