@@ -2,16 +2,26 @@
 
 jobq's blocking file work goes to a worker thread so that the event loop never waits on a disk.
 For small steps on a fast local disk that hop costs more than the work: handing a call to a
-thread and the result back took 100-150 µs here (two context switches, the GIL passed twice),
-a non-durable publish 40-45 µs on tmpfs (docs/performance.md). So a single enqueue, a worker's
+thread and the result back took 100-150 µs here (two context switches, the GIL passed twice), a
+non-durable publish 40-45 µs on tmpfs (docs/performance.md). So a single enqueue, a worker's
 claim scan and its group commits run inline when the spool is on a local filesystem, is not
 durable (durable calls wait for fsyncs, which a busy disk stretches to milliseconds), and
 recent inline calls stayed within ``BUDGET``.
 
 An inline call stalls the loop for its own duration. Every one is timed: a call that takes
-longer than ``BUDGET`` and slept on the way (it waited for the disk or a lock; one that the
-scheduler merely preempted would have stalled the loop as long with a thread hop) sends the
-calls of the next ``HOLD`` seconds back to a thread, after which one is tried inline again.
+longer than ``BUDGET`` because it waited for the disk sends the next calls back to a thread for
+a while, after which one is tried inline again: ``FIRST_HOLD`` seconds after a quiet spell,
+four times as long as the last hold for an overrun within ``REMEMBER`` seconds of the last one,
+up to ``HOLD``. So a disk that stalls once costs one stall and a short detour, and a disk that
+keeps stalling costs three stalls in its first second, then one a second. Two kinds of slowness
+do not count, because a thread hop would not have spared the loop either: a call the scheduler
+merely preempted (it never slept), and a call that waited for the GIL while another thread of
+the process computed. The second is told by the process's CPU time: over a disk wait the
+process sits idle, over a GIL wait another thread runs. (Counting GIL waits cost a worker
+draining a deep queue a third of its speed: a claim scan in a thread slowed an inline group
+commit to 10-16 ms, one GIL hand-off per system call, and so sent its calls to threads for a
+second at a time, more than half of the drain; docs/performance.md.)
+
 Batches (a group commit, a claim scan's claims) are limited so that each inline call takes
 about half the budget (``batch_size``). Each inline call starts with a checkpoint, as a thread
 hop does, so a loop of ``await job.enqueue(...)`` still lets other tasks run between jobs.
@@ -19,14 +29,15 @@ hop does, so a loop of ``await job.enqueue(...)`` still lets other tasks run bet
 Failure story: nothing is written here; a call that raises inline raises the same error it
 would have raised from a thread. As with a thread hop, a cancelled caller stops at the
 checkpoint before the call, with nothing done, and a call that ran returns its result: no
-checkpoint comes after it, where a cancellation could lose what it did (a published job).
-A network filesystem, whose hung mount would freeze the loop, never goes inline; a worker
-whose spool just failed sends its calls to threads until the spool answers again.
+checkpoint comes after it, where a cancellation could lose what it did (a published job). A
+network filesystem, whose hung mount would freeze the loop, never goes inline; a worker whose
+spool just failed sends its calls to threads until the spool answers again.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import time
 from typing import TYPE_CHECKING, TypeVar
 
@@ -43,15 +54,21 @@ except ImportError:  # pragma: no cover - not on Unix
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ("BUDGET", "HOLD", "InlineGate", "gate_for")
+__all__ = ("BUDGET", "FIRST_HOLD", "HOLD", "REMEMBER", "InlineGate", "gate_for")
 
 T = TypeVar("T")
 
 #: Longest an inline call may stall the event loop before calls go back to threads (seconds).
 BUDGET = 0.001
 
-#: How long calls stay in threads after an inline call overran ``BUDGET`` (seconds).
+#: How long calls stay in threads after an overrun that follows a quiet spell (seconds).
+FIRST_HOLD = 0.05
+
+#: The longest calls stay in threads after an overrun (seconds).
 HOLD = 1.0
+
+#: An overrun within this many seconds of the last one holds four times as long as that one.
+REMEMBER = 10.0
 
 _RUSAGE_THREAD: int | None = getattr(resource, "RUSAGE_THREAD", None)  # Linux only
 
@@ -62,12 +79,21 @@ class InlineGate:
     Args:
         allowed: whether inline calls are allowed at all (local filesystem, not durable).
         clock: monotonic seconds (tests pass their own).
+        cpu_clock: the process's CPU seconds, all threads (tests pass their own).
     """
 
-    def __init__(self, allowed: bool, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        allowed: bool,
+        clock: Callable[[], float] = time.monotonic,
+        cpu_clock: Callable[[], float] = time.process_time,
+    ) -> None:
         self.allowed = allowed
         self._clock = clock
+        self._cpu_clock = cpu_clock
         self._threads_until = 0.0
+        self._hold = 0.0  # how long the last overrun sent calls to threads
+        self._overran_at = -math.inf
         self._per_item = BUDGET / 8  # seconds an item of a batch took inline, smoothed
 
     @property
@@ -95,19 +121,36 @@ class InlineGate:
         await anyio.lowlevel.checkpoint()
         if not self.inline:  # another task's call overran meanwhile
             return await anyio.to_thread.run_sync(fn)
-        started, waits = self._clock(), _waits()
+        started, waits, cpu = self._clock(), _waits(), self._cpu_clock()
         try:
             result = fn()
         finally:
             ended = self._clock()
-            # Only a call that waited (for a disk, a lock) overran by its own doing: callers
-            # keep their calls to about half the budget (``batch_size``), so one that took
-            # longer without sleeping was preempted, which stalls the loop from a thread too.
-            if ended - started > BUDGET and (_RUSAGE_THREAD is None or _waits() != waits):
-                self._threads_until = ended + HOLD
+            if ended - started > BUDGET and self._waited_for_disk(ended - started, waits, cpu):
+                self._overran(ended)
             if items is not None:
                 self._per_item += ((ended - started) / max(1, items) - self._per_item) / 8
         return result
+
+    def _overran(self, now: float) -> None:
+        """Send the calls of the next while to threads (see the module's docstring)."""
+        recent = now - self._overran_at <= REMEMBER
+        self._hold = min(HOLD, self._hold * 4) if recent else FIRST_HOLD
+        self._overran_at = now
+        self._threads_until = now + self._hold
+
+    def _waited_for_disk(self, took: float, waits: int, cpu: float) -> bool:
+        """Whether a call that took ``took`` s overran by waiting, not by being held up.
+
+        Callers keep their calls to about half the budget (``batch_size``), so one that took
+        longer without sleeping was preempted. One that slept while the process kept
+        computing (``took`` covered by CPU time of its threads) waited for the GIL.
+        """
+        if _RUSAGE_THREAD is None:
+            return True  # waits cannot be told apart here: every overrun counts
+        if _waits() == waits:
+            return False
+        return took - (self._cpu_clock() - cpu) > BUDGET / 2
 
 
 def _waits() -> int:

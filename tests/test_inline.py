@@ -12,9 +12,10 @@ import pytest
 import jobq
 import jobq.api
 import jobq.inline
-from jobq.inline import BUDGET, HOLD, InlineGate, gate_for
+from jobq.inline import BUDGET, FIRST_HOLD, HOLD, REMEMBER, InlineGate, gate_for
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 pytestmark = pytest.mark.anyio
@@ -50,6 +51,60 @@ async def test_a_slow_inline_call_sends_the_next_calls_to_a_thread() -> None:
     clock.now += HOLD
     await gate.call(lambda: step(0.0))
     assert seen == [True, True, True, True, False, True]
+
+
+async def test_a_call_held_up_by_another_thread_computing_stays_inline() -> None:
+    """Waiting for the GIL is not waiting for the disk: a thread hop would wait as long."""
+    clock, cpu = Clock(), Clock()
+    gate = InlineGate(True, clock, cpu)
+    loop_thread = threading.get_ident()
+    seen: list[bool] = []
+
+    def step(cost: float, busy: float) -> None:
+        seen.append(threading.get_ident() == loop_thread)
+        time.sleep(0.001)  # it slept...
+        clock.now += cost
+        cpu.now += busy  # ...while the process computed for this long
+
+    await gate.call(lambda: step(BUDGET * 3, busy=BUDGET * 3))  # the GIL, held elsewhere
+    await gate.call(lambda: step(BUDGET * 3, busy=BUDGET * 2.6))  # idle for 0.4 ms of it
+    await gate.call(lambda: step(0.0, busy=0.0))
+    await gate.call(lambda: step(BUDGET * 3, busy=BUDGET))  # idle for 2 ms: the disk
+    await gate.call(lambda: step(0.0, busy=0.0))
+    assert seen == [True, True, True, True, False]
+
+
+async def test_holds_grow_while_overruns_repeat_and_start_small_after_a_quiet_spell() -> None:
+    clock = Clock()
+    gate = InlineGate(True, clock, lambda: 0.0)  # the process never computes: every wait counts
+    loop_thread = threading.get_ident()
+
+    def stall() -> None:
+        time.sleep(0.001)
+        clock.now += BUDGET * 3
+
+    async def inline_after(seconds: float, fn: Callable[[], None] = lambda: None) -> bool:
+        clock.now += seconds
+        seen: list[bool] = []
+
+        def call() -> None:
+            seen.append(threading.get_ident() == loop_thread)
+            fn()
+
+        await gate.call(call)
+        return seen[0]
+
+    assert await inline_after(0.0, stall)
+    assert not await inline_after(FIRST_HOLD * 0.9)  # held for FIRST_HOLD
+    assert await inline_after(FIRST_HOLD * 0.2, stall)  # the next overrun, soon after...
+    assert not await inline_after(FIRST_HOLD * 3)  # ...holds four times as long
+    assert await inline_after(FIRST_HOLD * 1.1, stall)
+    assert not await inline_after(FIRST_HOLD * 15)  # 16 x FIRST_HOLD
+    assert await inline_after(FIRST_HOLD * 1.1, stall)
+    assert not await inline_after(HOLD * 0.9)  # capped at HOLD
+    assert await inline_after(HOLD * 0.2)
+    assert await inline_after(REMEMBER, stall)  # after a quiet spell...
+    assert await inline_after(FIRST_HOLD * 1.1)  # ...a short hold again
 
 
 async def test_batches_are_split_to_fit_the_budget() -> None:
