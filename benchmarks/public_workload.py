@@ -28,10 +28,11 @@ bytecode as an installed package does (runs before 2026-12-01 compiled jobq at e
 
 The same rounds also measure jobq durable ``enqueue_many`` (batches of ``--batch``); the round
 trip p50/p99 against an idle worker (enqueue one job, await its result; ``--samples`` times)
-for jobq durable and non-durable; and the raw floors in Python, one file at a time, on the same
-disk: O_EXCL create + write + close + rename from ``tmp/`` into ``pending/``; the same with an
-fsync of the file and of ``pending/``; and append + fdatasync of one file (what Redis's
-``appendfsync always`` pays per write).
+for jobq durable and non-durable; and the raw floors in Python on the same disk (``floors.py``):
+O_EXCL create + write + close + rename from ``tmp/`` into ``pending/``, one at a time; the same
+with an fsync of the file and of ``pending/``; append + fdatasync of one file (what Redis's
+``appendfsync always`` pays per write); and a worker's file operations per job, in
+``--processes`` processes at once, non-durable and durable.
 
 Each round runs every measurement in turn, the order reversed every other round; nothing is
 deleted until the end (mass deletion slows the next file creations: docs/performance.md). The
@@ -75,11 +76,10 @@ if TYPE_CHECKING:
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.dirname(sys.executable)
 FINISHED = re.compile(rb"finished (\d+\.\d+)")
-# A job file of jobq's format 1 for this job is about 200 bytes; the floors write as much.
-PAYLOAD = b'{"format":1,"id":"1a22e29c3b4fd1eb7d043","name":"public_jobq.print_time",' + b"x" * 130
 
 try:
     import redis
+    from floors import GROUP, floor_append, floor_process, floor_rename
     from peer_bench import env_with, fresh, started, wait_registered
 except ImportError as error:  # pragma: no cover - a missing benchmark dependency
     raise SystemExit(f"{error}: pip install -r benchmarks/requirements.txt") from None
@@ -284,55 +284,15 @@ def loop_lag(system: System, work: str, args: argparse.Namespace) -> dict[str, f
         return produce("public_jobq", env, "enqueue-lag", args.jobs)
 
 
-def floor_rename(work: str, n: int, durable: bool) -> float:
-    """Jobs/s of O_EXCL create + write + close + rename ``tmp/`` -> ``pending/``, one at a time.
-
-    ``durable`` adds an fsync of the file before the rename and of ``pending/`` after it.
-    """
-    base = fresh(work, "floor")
-    tmp, pending = os.path.join(base, "tmp"), os.path.join(base, "pending")
-    os.makedirs(tmp)
-    os.makedirs(pending)
-    directory = os.open(pending, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        begin = time.perf_counter()
-        for number in range(n):
-            name = f"{number:012d}.json"
-            source = os.path.join(tmp, name)
-            fd = os.open(source, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                os.write(fd, PAYLOAD)
-                if durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(source, os.path.join(pending, name))
-            if durable:
-                os.fsync(directory)
-        return n / (time.perf_counter() - begin)
-    finally:
-        os.close(directory)
-
-
-def floor_append(work: str, n: int) -> float:
-    """Writes/s of appending one line to one file with an fdatasync after each."""
-    fd = os.open(fresh(work, "floor-append"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        begin = time.perf_counter()
-        for _ in range(n):
-            os.write(fd, PAYLOAD + b"\n")
-            os.fdatasync(fd)
-        return n / (time.perf_counter() - begin)
-    finally:
-        os.close(fd)
-
-
 def floors(work: str, args: argparse.Namespace) -> dict[str, float]:
+    """The raw floors (``floors.py``) on the same disk as the systems."""
     synced = min(args.jobs, args.fsync_ops)
     return {
-        "rename": floor_rename(work, args.jobs, durable=False),
-        "rename+fsync": floor_rename(work, synced, durable=True),
-        "append+fdatasync": floor_append(work, synced),
+        "rename": floor_rename(fresh(work, "floor"), args.jobs, durable=False),
+        "rename+fsync": floor_rename(fresh(work, "floor"), synced, durable=True),
+        "append+fdatasync": floor_append(fresh(work, "floor-append"), synced),
+        "process": floor_process(fresh(work, "floor"), args.jobs, args.processes, False),
+        "process-durable": floor_process(fresh(work, "floor"), args.jobs, args.processes, True),
     }
 
 
@@ -501,8 +461,10 @@ def print_floors(args: argparse.Namespace, results: Results) -> None:
         ("rename", f"O_EXCL create + write + close + rename tmp/ -> pending/ ({args.jobs})"),
         ("rename+fsync", f"the same + fsync(file) + fsync(pending/) ({synced})"),
         ("append+fdatasync", f"append a line + fdatasync, one file (Redis AOF always; {synced})"),
+        ("process", f"a worker's files per job, {args.processes} processes ({args.jobs})"),
+        ("process-durable", f"the same, records synced in groups of {GROUP} ({args.jobs})"),
     ]
-    print("\n| floor: Python, one at a time, same disk | per s | µs each |")
+    print("\n| floor: Python, same disk (`floors.py`) | per s | µs each |")
     print("|---|---|---|")
     for metric, label in rows:
         rate = median(results, "floors", metric)
