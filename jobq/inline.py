@@ -15,12 +15,16 @@ four times as long as the last hold for an overrun within ``REMEMBER`` seconds o
 up to ``HOLD``. So a disk that stalls once costs one stall and a short detour, and a disk that
 keeps stalling costs three stalls in its first second, then one a second. Two kinds of slowness
 do not count, because a thread hop would not have spared the loop either: a call the scheduler
-merely preempted (it never slept), and a call that waited for the GIL while another thread of
-the process computed. The second is told by the process's CPU time: over a disk wait the
-process sits idle, over a GIL wait another thread runs. (Counting GIL waits cost a worker
-draining a deep queue a third of its speed: a claim scan in a thread slowed an inline group
-commit to 10-16 ms, one GIL hand-off per system call, and so sent its calls to threads for a
-second at a time, more than half of the drain; docs/performance.md.)
+merely preempted (it never slept), and a call that handed the GIL back and forth with another
+thread of the process. Each system call lets go of the GIL, so a call that overlaps, say, a
+claim scan in a thread waits for it many times, briefly each time; a disk wait is one long
+sleep. So what counts is the call's time off the CPU (by this thread's CPU clock) per voluntary
+sleep: over half the budget on average. (Counting GIL waits cost a worker draining a deep queue
+more than a quarter of its speed: a claim scan in a thread slowed an inline group commit to
+9-16 ms, 140-270 sleeps of 50-70 µs, and so sent its calls to threads for a second at a time,
+more than half of the drain; docs/performance.md.) A thread that computes without system calls
+holds the GIL for whole switch intervals (5 ms): waits that long count, and rightly, since one
+thread hop waits once where an inline call would wait at each of its system calls.
 
 Batches (a group commit, a claim scan's claims) are limited so that each inline call takes
 about half the budget (``batch_size``). Each inline call starts with a checkpoint, as a thread
@@ -79,14 +83,14 @@ class InlineGate:
     Args:
         allowed: whether inline calls are allowed at all (local filesystem, not durable).
         clock: monotonic seconds (tests pass their own).
-        cpu_clock: the process's CPU seconds, all threads (tests pass their own).
+        cpu_clock: the calling thread's CPU seconds (tests pass their own).
     """
 
     def __init__(
         self,
         allowed: bool,
         clock: Callable[[], float] = time.monotonic,
-        cpu_clock: Callable[[], float] = time.process_time,
+        cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         self.allowed = allowed
         self._clock = clock
@@ -140,17 +144,20 @@ class InlineGate:
         self._threads_until = now + self._hold
 
     def _waited_for_disk(self, took: float, waits: int, cpu: float) -> bool:
-        """Whether a call that took ``took`` s overran by waiting, not by being held up.
+        """Whether a call that took ``took`` s overran by long waits, as for a disk.
 
         Callers keep their calls to about half the budget (``batch_size``), so one that took
-        longer without sleeping was preempted. One that slept while the process kept
-        computing (``took`` covered by CPU time of its threads) waited for the GIL.
+        longer without sleeping was preempted. One that slept many times, briefly each time
+        (its time off the CPU spread over its waits, under half the budget each on average),
+        was handing the GIL back and forth with a thread of this process that makes system
+        calls too.
         """
         if _RUSAGE_THREAD is None:
             return True  # waits cannot be told apart here: every overrun counts
-        if _waits() == waits:
+        slept = _waits() - waits
+        if slept == 0:
             return False
-        return took - (self._cpu_clock() - cpu) > BUDGET / 2
+        return (took - (self._cpu_clock() - cpu)) / slept > BUDGET / 2
 
 
 def _waits() -> int:

@@ -33,7 +33,7 @@ class Clock:
 
 async def test_a_slow_inline_call_sends_the_next_calls_to_a_thread() -> None:
     clock = Clock()
-    gate = InlineGate(True, clock)
+    gate = InlineGate(True, clock, lambda: 0.0)
     loop_thread = threading.get_ident()
     seen: list[bool] = []
 
@@ -53,30 +53,32 @@ async def test_a_slow_inline_call_sends_the_next_calls_to_a_thread() -> None:
     assert seen == [True, True, True, True, False, True]
 
 
-async def test_a_call_held_up_by_another_thread_computing_stays_inline() -> None:
-    """Waiting for the GIL is not waiting for the disk: a thread hop would wait as long."""
-    clock, cpu = Clock(), Clock()
-    gate = InlineGate(True, clock, cpu)
+async def test_a_call_slowed_by_many_short_waits_stays_inline() -> None:
+    """Many brief sleeps are GIL hand-offs with a busy thread: a thread hop would wait too.
+
+    One long sleep is a disk wait: it sends the next calls to a thread.
+    """
+    clock = Clock()
+    gate = InlineGate(True, clock, lambda: 0.0)  # the call itself computes nothing
     loop_thread = threading.get_ident()
     seen: list[bool] = []
 
-    def step(cost: float, busy: float) -> None:
+    def step(cost: float, sleeps: int) -> None:
         seen.append(threading.get_ident() == loop_thread)
-        time.sleep(0.001)  # it slept...
+        for _ in range(sleeps):
+            time.sleep(cost / sleeps / 10)  # each one a voluntary context switch
         clock.now += cost
-        cpu.now += busy  # ...while the process computed for this long
 
-    await gate.call(lambda: step(BUDGET * 3, busy=BUDGET * 3))  # the GIL, held elsewhere
-    await gate.call(lambda: step(BUDGET * 3, busy=BUDGET * 2.6))  # idle for 0.4 ms of it
-    await gate.call(lambda: step(0.0, busy=0.0))
-    await gate.call(lambda: step(BUDGET * 3, busy=BUDGET))  # idle for 2 ms: the disk
-    await gate.call(lambda: step(0.0, busy=0.0))
-    assert seen == [True, True, True, True, False]
+    await gate.call(lambda: step(BUDGET * 10, sleeps=40))  # 0.25 ms off the CPU per sleep
+    await gate.call(lambda: step(BUDGET * 3, sleeps=1))  # one 3 ms sleep: the disk
+    await gate.call(lambda: step(0.0, sleeps=0))
+    assert seen == [True, True, False]
 
 
 async def test_holds_grow_while_overruns_repeat_and_start_small_after_a_quiet_spell() -> None:
+    """A stalling disk soon keeps calls in threads for a second; a lone stall, for 50 ms."""
     clock = Clock()
-    gate = InlineGate(True, clock, lambda: 0.0)  # the process never computes: every wait counts
+    gate = InlineGate(True, clock, lambda: 0.0)  # the calls compute nothing: every wait counts
     loop_thread = threading.get_ident()
 
     def stall() -> None:
@@ -104,7 +106,8 @@ async def test_holds_grow_while_overruns_repeat_and_start_small_after_a_quiet_sp
     assert not await inline_after(HOLD * 0.9)  # capped at HOLD
     assert await inline_after(HOLD * 0.2)
     assert await inline_after(REMEMBER, stall)  # after a quiet spell...
-    assert await inline_after(FIRST_HOLD * 1.1)  # ...a short hold again
+    assert not await inline_after(FIRST_HOLD * 0.5)
+    assert await inline_after(FIRST_HOLD * 0.6)  # ...a short hold again
 
 
 async def test_batches_are_split_to_fit_the_budget() -> None:
