@@ -21,6 +21,11 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # A job file of jobq's format 1 for this job is about 200 bytes; the floors write as much.
 PAYLOAD = b'{"format":1,"id":"1a22e29c3b4fd1eb7d043","name":"public_jobq.print_time",' + b"x" * 130
@@ -73,8 +78,8 @@ def floor_append(path: str, n: int) -> float:
         os.close(fd)
 
 
-def floor_process(base: str, n: int, processes: int, durable: bool) -> float:
-    """Jobs/s of a worker's file operations per job, ``processes`` processes at once.
+def floor_process(base: str, n: int, processes: int, durable: bool) -> tuple[float, float]:
+    """Jobs/s, and CPU µs per job, of a worker's file operations, ``processes`` at once.
 
     ``n`` job files wait in ``pending/``; each process takes its own share of them (no lost
     races) and, per job, does what a jobq worker's claim and commit do (``jobq.spool``):
@@ -87,9 +92,11 @@ def floor_process(base: str, n: int, processes: int, durable: bool) -> float:
       over it.
 
     Durable, records are written in groups of ``GROUP``: one ``syncfs`` after the group's
-    records, then the renames, then one fsync of ``done/``, as a group commit does. What is
-    not here: the event loop, listing ``pending/``, the JSON, the log line, start-up. So this
-    is an upper bound for a jobq worker on this disk, not a target.
+    records, then the renames, then one fsync of ``done/``, as a group commit does on Linux.
+    What is not here: the event loop, listing ``pending/``, the JSON, the log line, start-up.
+    So this is an upper bound for a jobq worker on this disk, not a target. The CPU time is
+    the processes' user + system time (the kernel's own threads, such as writeback, are not
+    in it).
     """
     pending, done, tmp = (os.path.join(base, d) for d in ("pending", "done", "tmp"))
     for directory in (pending, done, tmp):
@@ -100,40 +107,71 @@ def floor_process(base: str, n: int, processes: int, durable: bool) -> float:
         os.write(fd, PAYLOAD)
         os.close(fd)
     os.sync()  # the pending files' writeback is the enqueue's cost, not the workers'
+    syncfs = ctypes.CDLL(None, use_errno=True).syncfs  # loaded before forking
     output = os.open(os.path.join(base, "output"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     go_read, go_write = os.pipe()
     children = []
-    for number in range(processes):
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
-            code = 1
-            try:
-                os.close(go_write)
-                os.read(go_read, 1)
-                running = os.path.join(base, f"running-{number}")
-                os.mkdir(running)
-                _work(names[number::processes], pending, running, tmp, done, output, durable)
-                code = 0
-            finally:
-                os._exit(code)
-        children.append(pid)
-    os.close(go_read)
+    try:
+        for number in range(processes):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child
+                _child(number, names[number::processes], base, output, go_read, go_write,
+                       durable, syncfs)  # fmt: skip
+            children.append(pid)
+    finally:
+        os.close(go_read)
     begin = time.perf_counter()
     os.close(go_write)  # every child starts at once
-    for pid in children:
-        _, status = os.waitpid(pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"a processing floor process failed ({status})")
+    failed, cpu = 0, 0.0
+    for pid in children:  # every child waited for, even after one failed
+        _, status, usage = os.wait4(pid, 0)
+        failed += os.waitstatus_to_exitcode(status) != 0
+        cpu += usage.ru_utime + usage.ru_stime
     took = time.perf_counter() - begin
     os.close(output)
-    return n / took
+    if failed:
+        raise SystemExit(f"{failed} of the processing floor's processes failed (see above)")
+    return n / took, cpu / n * 1e6
+
+
+def _child(
+    number: int,
+    names: list[str],
+    base: str,
+    output: int,
+    go_read: int,
+    go_write: int,
+    durable: bool,
+    syncfs: Callable[[int], int],
+) -> NoReturn:  # pragma: no cover - runs in a forked child
+    """A floor process: wait for the start, do its jobs, exit 0 (1 after printing an error)."""
+    code = 1
+    try:
+        os.close(go_write)
+        os.read(go_read, 1)
+        running = os.path.join(base, f"running-{number}")
+        os.mkdir(running)
+        _work(names, os.path.join(base, "pending"), running, os.path.join(base, "tmp"),
+              os.path.join(base, "done"), output, durable, syncfs)  # fmt: skip
+        code = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _work(
-    names: list[str], pending: str, running: str, tmp: str, done: str, output: int, durable: bool
+    names: list[str],
+    pending: str,
+    running: str,
+    tmp: str,
+    done: str,
+    output: int,
+    durable: bool,
+    syncfs: Callable[[int], int],
 ) -> None:
     """One floor process's jobs (see ``floor_process``)."""
-    libc = ctypes.CDLL(None, use_errno=True)
     group = GROUP if durable else 1
     for first in range(0, len(names), group):
         claimed = []
@@ -153,9 +191,11 @@ def _work(
             claimed.append((name, held, record))
         if durable:
             anchor = os.open(tmp, os.O_RDONLY)
-            if libc.syncfs(anchor) != 0:
-                raise OSError(ctypes.get_errno(), "syncfs")
-            os.close(anchor)
+            try:
+                if syncfs(anchor) != 0:
+                    raise OSError(ctypes.get_errno(), "syncfs")
+            finally:
+                os.close(anchor)
         for name, held, record in claimed:
             dest = os.path.join(done, name)
             os.stat(held)
@@ -176,17 +216,15 @@ def main() -> None:
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="floors-", dir=args.dir)
     try:
-        rates = {
-            "rename": floor_rename(os.path.join(work, "a"), args.jobs, durable=False),
-            "process": floor_process(os.path.join(work, "b"), args.jobs, args.processes, False),
-            "process-durable": floor_process(
-                os.path.join(work, "c"), args.jobs, args.processes, True
-            ),
-        }
+        rename = floor_rename(os.path.join(work, "a"), args.jobs, durable=False)
+        print(f"rename: {rename:,.0f}/s ({1e6 / rename:,.1f} µs each)")
+        for durable in (False, True):
+            where = os.path.join(work, f"process-{durable}")
+            rate, cpu = floor_process(where, args.jobs, args.processes, durable)
+            name = "process-durable" if durable else "process"
+            print(f"{name}: {rate:,.0f} jobs/s, {cpu:,.1f} CPU µs a job")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    for name, rate in rates.items():
-        print(f"{name}: {rate:,.0f}/s ({1e6 / rate:,.1f} µs each)", file=sys.stdout)
 
 
 if __name__ == "__main__":

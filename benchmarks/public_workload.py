@@ -287,13 +287,16 @@ def loop_lag(system: System, work: str, args: argparse.Namespace) -> dict[str, f
 def floors(work: str, args: argparse.Namespace) -> dict[str, float]:
     """The raw floors (``floors.py``) on the same disk as the systems."""
     synced = min(args.jobs, args.fsync_ops)
-    return {
+    rates = {
         "rename": floor_rename(fresh(work, "floor"), args.jobs, durable=False),
         "rename+fsync": floor_rename(fresh(work, "floor"), synced, durable=True),
         "append+fdatasync": floor_append(fresh(work, "floor-append"), synced),
-        "process": floor_process(fresh(work, "floor"), args.jobs, args.processes, False),
-        "process-durable": floor_process(fresh(work, "floor"), args.jobs, args.processes, True),
     }
+    for durable in (False, True):
+        name = "process-durable" if durable else "process"
+        rate, cpu = floor_process(fresh(work, "floor"), args.jobs, args.processes, durable)
+        rates[name], rates[f"{name}-cpu"] = rate, cpu
+    return rates
 
 
 def plan(args: argparse.Namespace) -> dict[str, Callable[[str], dict[str, float]]]:
@@ -404,12 +407,14 @@ def report(args: argparse.Namespace, results: Results, seconds: float, others: f
             cpu = median(results, key, "cpu")
             print(f"| {label} | {enqueue:,.0f} | {process:,.0f} | {total:.2f} | {first:.2f} "
                   f"| {cpu:,.0f} |")  # fmt: skip
+    if not args.only:
+        many = median(results, "jobq-many", "enqueue")
+        print(f"| jobq durable `enqueue_many`, batches of {args.batch} | {many:,.0f} | | | | |\n")
+        print_targets(results)
+    if "floors" in results:
+        print_floors(args, results)
     if args.only:
         return
-    many = median(results, "jobq-many", "enqueue")
-    print(f"| jobq durable `enqueue_many`, batches of {args.batch} | {many:,.0f} | | | | |\n")
-    print_targets(results)
-    print_floors(args, results)
     print("\nper round (enqueue / process jobs/s):")
     for key in SYSTEMS:
         pairs = zip(results[key]["enqueue"], results[key]["process"], strict=True)
@@ -464,11 +469,13 @@ def print_floors(args: argparse.Namespace, results: Results) -> None:
         ("process", f"a worker's files per job, {args.processes} processes ({args.jobs})"),
         ("process-durable", f"the same, records synced in groups of {GROUP} ({args.jobs})"),
     ]
-    print("\n| floor: Python, same disk (`floors.py`) | per s | µs each |")
-    print("|---|---|---|")
+    print("\n| floor: Python, same disk (`floors.py`) | per s | µs each | CPU µs each |")
+    print("|---|---|---|---|")
     for metric, label in rows:
         rate = median(results, "floors", metric)
-        print(f"| {label} | {rate:,.0f} | {1e6 / rate:,.0f} |")
+        cpu = results["floors"].get(f"{metric}-cpu")
+        shown = f"{statistics.median(cpu):,.0f}" if cpu else ""
+        print(f"| {label} | {rate:,.0f} | {1e6 / rate:,.0f} | {shown} |")
 
 
 def compile_sources() -> None:
