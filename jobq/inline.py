@@ -20,11 +20,11 @@ thread of the process. Each system call lets go of the GIL, so a call that overl
 claim scan in a thread waits for it many times, briefly each time; a disk wait is one long
 sleep. So what counts is the call's time off the CPU (by this thread's CPU clock) per voluntary
 sleep: over half the budget on average. (Counting GIL waits cost a worker draining a deep queue
-more than a quarter of its speed: a claim scan in a thread slowed an inline group commit to
-9-16 ms, 140-270 sleeps of 50-70 µs, and so sent its calls to threads for a second at a time,
-more than half of the drain; docs/performance.md.) A thread that computes without system calls
-holds the GIL for whole switch intervals (5 ms): waits that long count, and rightly, since one
-thread hop waits once where an inline call would wait at each of its system calls.
+14-28% of its speed: a claim scan in a thread slowed an inline group commit to 9-16 ms, 140-270
+sleeps of 50-70 µs, and so sent its calls to threads for a second at a time, more than half of
+the drain; docs/performance.md.) A thread that computes without system calls holds the GIL for
+whole switch intervals (5 ms): waits that long count, and rightly, since one thread hop waits
+once where an inline call would wait at each of its system calls.
 
 Batches (a group commit, a claim scan's claims) are limited so that each inline call takes
 about half the budget (``batch_size``). Each inline call starts with a checkpoint, as a thread
