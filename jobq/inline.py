@@ -9,22 +9,19 @@ durable (durable calls wait for fsyncs, which a busy disk stretches to milliseco
 recent inline calls stayed within ``BUDGET``.
 
 An inline call stalls the loop for its own duration. Every one is timed: a call that takes
-longer than ``BUDGET`` because it waited for the disk sends the next calls back to a thread for
-a while, after which one is tried inline again: ``FIRST_HOLD`` seconds after a quiet spell,
-four times as long as the last hold for an overrun within ``REMEMBER`` seconds of the last one,
-up to ``HOLD``. So a disk that stalls once costs one stall and a short detour, and a disk that
-keeps stalling costs three stalls in its first second, then one a second. Two kinds of slowness
-do not count, because a thread hop would not have spared the loop either: a call the scheduler
-merely preempted (it never slept), and a call that handed the GIL back and forth with another
-thread of the process. Each system call lets go of the GIL, so a call that overlaps, say, a
-claim scan in a thread waits for it many times, briefly each time; a disk wait is one long
-sleep. So what counts is the call's time off the CPU (by this thread's CPU clock) per voluntary
-sleep: over half the budget on average. (Counting GIL waits cost a worker draining a deep queue
-14-28% of its speed: a claim scan in a thread slowed an inline group commit to 9-16 ms, 140-270
-sleeps of 50-70 µs, and so sent its calls to threads for a second at a time, more than half of
-the drain; docs/performance.md.) A thread that computes without system calls holds the GIL for
-whole switch intervals (5 ms): waits that long count, and rightly, since one thread hop waits
-once where an inline call would wait at each of its system calls.
+longer than ``BUDGET`` and slept on the way (it waited for the disk, a lock or the GIL; one
+that the scheduler merely preempted would have stalled the loop as long with a thread hop)
+sends the next calls back to a thread for a while, after which one is tried inline again:
+``FIRST_HOLD`` seconds after a quiet spell, four times as long as the last hold for an overrun
+within ``REMEMBER`` seconds of the last one, up to ``HOLD``. So a disk that stalls once costs
+one stall and a short detour, and a disk that keeps stalling costs three stalls in its first
+second, then one a second.
+
+While a call of the gate runs in a thread (``in_thread``: a claim scan that lists a deep queue,
+a call held in threads), the gate's other calls go to threads too. Inline beside it, a call
+would take the GIL back from it at each of its own system calls: a worker's group commit that
+overlapped its claim scan took 9-16 ms so, which sent its calls to threads for a second at a
+time, more than half of a deep queue's drain (docs/performance.md).
 
 Batches (a group commit, a claim scan's claims) are limited so that each inline call takes
 about half the budget (``batch_size``). Each inline call starts with a checkpoint, as a thread
@@ -83,19 +80,13 @@ class InlineGate:
     Args:
         allowed: whether inline calls are allowed at all (local filesystem, not durable).
         clock: monotonic seconds (tests pass their own).
-        cpu_clock: the calling thread's CPU seconds (tests pass their own).
     """
 
-    def __init__(
-        self,
-        allowed: bool,
-        clock: Callable[[], float] = time.monotonic,
-        cpu_clock: Callable[[], float] = time.thread_time,
-    ) -> None:
+    def __init__(self, allowed: bool, clock: Callable[[], float] = time.monotonic) -> None:
         self.allowed = allowed
         self._clock = clock
-        self._cpu_clock = cpu_clock
         self._threads_until = 0.0
+        self._in_threads = 0  # calls of this gate running in worker threads now
         self._hold = 0.0  # how long the last overrun sent calls to threads
         self._overran_at = -math.inf
         self._per_item = BUDGET / 8  # seconds an item of a batch took inline, smoothed
@@ -103,7 +94,7 @@ class InlineGate:
     @property
     def inline(self) -> bool:
         """Whether the next call runs on the loop's thread."""
-        return self.allowed and self._clock() >= self._threads_until
+        return self.allowed and not self._in_threads and self._clock() >= self._threads_until
 
     def batch_size(self) -> int:
         """How many items of a batch one inline call should take: half the budget's worth.
@@ -121,16 +112,20 @@ class InlineGate:
                 ``batch_size`` what one item costs.
         """
         if not self.inline:
-            return await anyio.to_thread.run_sync(fn)
+            return await self.in_thread(fn)
         await anyio.lowlevel.checkpoint()
-        if not self.inline:  # another task's call overran meanwhile
-            return await anyio.to_thread.run_sync(fn)
-        started, waits, cpu = self._clock(), _waits(), self._cpu_clock()
+        if not self.inline:  # another task's call overran, or went to a thread, meanwhile
+            return await self.in_thread(fn)
+        started, waits = self._clock(), _waits()
         try:
             result = fn()
         finally:
             ended = self._clock()
-            if ended - started > BUDGET and self._waited_for_disk(ended - started, waits, cpu):
+            # Only a call that waited (for a disk, a lock, the GIL) overran by its own doing:
+            # callers keep their calls to about half the budget (``batch_size``), so one that
+            # took longer without sleeping was preempted, which stalls the loop from a thread
+            # too.
+            if ended - started > BUDGET and (_RUSAGE_THREAD is None or _waits() != waits):
                 self._overran(ended)
             if items is not None:
                 self._per_item += ((ended - started) / max(1, items) - self._per_item) / 8
@@ -143,21 +138,18 @@ class InlineGate:
         self._overran_at = now
         self._threads_until = now + self._hold
 
-    def _waited_for_disk(self, took: float, waits: int, cpu: float) -> bool:
-        """Whether a call that took ``took`` s overran by long waits, as for a disk.
+    async def in_thread(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` in a worker thread; until it returns, this gate's calls go to threads.
 
-        Callers keep their calls to about half the budget (``batch_size``), so one that took
-        longer without sleeping was preempted. One that slept many times, briefly each time
-        (its time off the CPU spread over its waits, under half the budget each on average),
-        was handing the GIL back and forth with a thread of this process that makes system
-        calls too.
+        An inline call beside it would take the GIL back from it at each of its own system
+        calls: a group commit that overlapped a claim scan listing a deep queue in a thread
+        took 9-16 ms so (140-270 sleeps of 50-70 µs), where in a thread it goes alongside.
         """
-        if _RUSAGE_THREAD is None:
-            return True  # waits cannot be told apart here: every overrun counts
-        slept = _waits() - waits
-        if slept == 0:
-            return False
-        return (took - (self._cpu_clock() - cpu)) / slept > BUDGET / 2
+        self._in_threads += 1
+        try:
+            return await anyio.to_thread.run_sync(fn)
+        finally:
+            self._in_threads -= 1
 
 
 def _waits() -> int:

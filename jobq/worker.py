@@ -376,7 +376,9 @@ class Worker:
         cheap = self._claimer.listing_cheap()
         troubled = self.outage.since is not None or self.outage.strays
         if troubled or not self._gate.inline or (self._claimer.must_list() and not cheap):
-            scan = await anyio.to_thread.run_sync(self._claimer.scan, self.id, free, self.slots)
+            scan = await self._gate.in_thread(
+                functools.partial(self._claimer.scan, self.id, free, self.slots)
+            )
             return scan, free
         limit = min(free, self._gate.batch_size())
         call = functools.partial(self._claimer.scan, self.id, limit, self.slots, may_list=cheap)

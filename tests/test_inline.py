@@ -33,7 +33,7 @@ class Clock:
 
 async def test_a_slow_inline_call_sends_the_next_calls_to_a_thread() -> None:
     clock = Clock()
-    gate = InlineGate(True, clock, lambda: 0.0)
+    gate = InlineGate(True, clock)
     loop_thread = threading.get_ident()
     seen: list[bool] = []
 
@@ -53,32 +53,38 @@ async def test_a_slow_inline_call_sends_the_next_calls_to_a_thread() -> None:
     assert seen == [True, True, True, True, False, True]
 
 
-async def test_a_call_slowed_by_many_short_waits_stays_inline() -> None:
-    """Many brief sleeps are GIL hand-offs with a busy thread: a thread hop would wait too.
-
-    One long sleep is a disk wait: it sends the next calls to a thread.
-    """
-    clock = Clock()
-    gate = InlineGate(True, clock, lambda: 0.0)  # the call itself computes nothing
+async def test_while_a_call_runs_in_a_thread_the_others_go_to_threads_too() -> None:
+    """Inline beside a thread's call, a call would trade the GIL with it at each system call."""
+    gate = InlineGate(True, Clock())
     loop_thread = threading.get_ident()
-    seen: list[bool] = []
+    release = threading.Event()
+    started = anyio.Event()
 
-    def step(cost: float, sleeps: int) -> None:
-        seen.append(threading.get_ident() == loop_thread)
-        for _ in range(sleeps):
-            time.sleep(cost / sleeps / 10)  # each one a voluntary context switch
-        clock.now += cost
+    def in_a_thread() -> int:
+        anyio.from_thread.run_sync(started.set)
+        release.wait(10)
+        return threading.get_ident()
 
-    await gate.call(lambda: step(BUDGET * 10, sleeps=40))  # 0.25 ms off the CPU per sleep
-    await gate.call(lambda: step(BUDGET * 3, sleeps=1))  # one 3 ms sleep: the disk
-    await gate.call(lambda: step(0.0, sleeps=0))
-    assert seen == [True, True, False]
+    async with anyio.create_task_group() as tg:
+        seen: list[int] = []
+
+        async def long_call() -> None:
+            seen.append(await gate.in_thread(in_a_thread))
+
+        tg.start_soon(long_call)
+        await started.wait()
+        assert not gate.inline
+        assert await gate.call(threading.get_ident) != loop_thread
+        release.set()
+    assert seen != [loop_thread]
+    assert gate.inline
+    assert await gate.call(threading.get_ident) == loop_thread
 
 
 async def test_holds_grow_while_overruns_repeat_and_start_small_after_a_quiet_spell() -> None:
     """A stalling disk soon keeps calls in threads for a second; a lone stall, for 50 ms."""
     clock = Clock()
-    gate = InlineGate(True, clock, lambda: 0.0)  # the calls compute nothing: every wait counts
+    gate = InlineGate(True, clock)
     loop_thread = threading.get_ident()
 
     def stall() -> None:
