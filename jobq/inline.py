@@ -17,11 +17,14 @@ within ``REMEMBER`` seconds of the last one, up to ``HOLD``. So a disk that stal
 one stall and a short detour, and a disk that keeps stalling costs three stalls in its first
 second, then one a second.
 
-While a call of the gate runs in a thread (``in_thread``: a claim scan that lists a deep queue,
-a call held in threads), the gate's other calls go to threads too. Inline beside it, a call
-would take the GIL back from it at each of its own system calls: a worker's group commit that
-overlapped its claim scan took 9-16 ms so, which sent its calls to threads for a second at a
-time, more than half of a deep queue's drain (docs/performance.md).
+While a call too big to go inline runs in a thread (``in_thread``: a claim scan that lists a
+deep queue), the gate's other calls go to threads too: inline beside it, a call would take the
+GIL back from it at each of its own system calls. A worker's group commit that overlapped its
+claim scan took 9-16 ms so, which sent its calls to threads for a second at a time, more than
+half of a deep queue's drain (docs/performance.md). For the same reason an inline call that
+overran while another call of the gate ran in a thread (a small one, sent there by a hold) does
+not count: that slowness ends with the thread's call, and counting it would start the next
+hold, whose last calls would overlap the next inline ones, and so on.
 
 Batches (a group commit, a claim scan's claims) are limited so that each inline call takes
 about half the budget (``batch_size``). Each inline call starts with a checkpoint, as a thread
@@ -87,6 +90,7 @@ class InlineGate:
         self._clock = clock
         self._threads_until = 0.0
         self._in_threads = 0  # calls of this gate running in worker threads now
+        self._too_big = 0  # of which, calls too big to go inline (``in_thread``)
         self._hold = 0.0  # how long the last overrun sent calls to threads
         self._overran_at = -math.inf
         self._per_item = BUDGET / 8  # seconds an item of a batch took inline, smoothed
@@ -94,7 +98,7 @@ class InlineGate:
     @property
     def inline(self) -> bool:
         """Whether the next call runs on the loop's thread."""
-        return self.allowed and not self._in_threads and self._clock() >= self._threads_until
+        return self.allowed and not self._too_big and self._clock() >= self._threads_until
 
     def batch_size(self) -> int:
         """How many items of a batch one inline call should take: half the budget's worth.
@@ -112,10 +116,13 @@ class InlineGate:
                 ``batch_size`` what one item costs.
         """
         if not self.inline:
-            return await self.in_thread(fn)
+            return await self._in_a_thread(fn, too_big=False)
         await anyio.lowlevel.checkpoint()
         if not self.inline:  # another task's call overran, or went to a thread, meanwhile
-            return await self.in_thread(fn)
+            return await self._in_a_thread(fn, too_big=False)
+        # A thread of ours that runs meanwhile slows this call down (see ``in_thread``), but
+        # only for as long as its own call, which has been sent there already.
+        ours_in_threads = self._in_threads > 0
         started, waits = self._clock(), _waits()
         try:
             result = fn()
@@ -125,7 +132,8 @@ class InlineGate:
             # callers keep their calls to about half the budget (``batch_size``), so one that
             # took longer without sleeping was preempted, which stalls the loop from a thread
             # too.
-            if ended - started > BUDGET and (_RUSAGE_THREAD is None or _waits() != waits):
+            waited = _RUSAGE_THREAD is None or _waits() != waits
+            if ended - started > BUDGET and waited and not ours_in_threads:
                 self._overran(ended)
             if items is not None:
                 self._per_item += ((ended - started) / max(1, items) - self._per_item) / 8
@@ -141,15 +149,22 @@ class InlineGate:
     async def in_thread(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` in a worker thread; until it returns, this gate's calls go to threads.
 
+        For a call that is too big to go inline (a claim scan that lists a deep queue).
+
         An inline call beside it would take the GIL back from it at each of its own system
         calls: a group commit that overlapped a claim scan listing a deep queue in a thread
         took 9-16 ms so (140-270 sleeps of 50-70 µs), where in a thread it goes alongside.
         """
+        return await self._in_a_thread(fn, too_big=True)
+
+    async def _in_a_thread(self, fn: Callable[[], T], *, too_big: bool) -> T:
         self._in_threads += 1
+        self._too_big += too_big
         try:
             return await anyio.to_thread.run_sync(fn)
         finally:
             self._in_threads -= 1
+            self._too_big -= too_big
 
 
 def _waits() -> int:
