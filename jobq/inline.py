@@ -17,14 +17,15 @@ within ``REMEMBER`` seconds of the last one, up to ``HOLD``. So a disk that stal
 one stall and a short detour, and a disk that keeps stalling costs three stalls in its first
 second, then one a second.
 
-While a call too big to go inline runs in a thread (``in_thread``: a claim scan that lists a
-deep queue), the gate's other calls go to threads too: inline beside it, a call would take the
-GIL back from it at each of its own system calls. A worker's group commit that overlapped its
-claim scan took 9-16 ms so, which sent its calls to threads for a second at a time, more than
-half of a deep queue's drain (docs/performance.md). For the same reason an inline call that
-overran while another call of the gate ran in a thread (a small one, sent there by a hold) does
-not count: that slowness ends with the thread's call, and counting it would start the next
-hold, whose last calls would overlap the next inline ones, and so on.
+While a call too big to go inline runs in a thread (``in_thread``: a worker's claim scan that
+lists a deep queue, and any while its spool is failing or calls are held in threads), the
+gate's other calls go to threads too: inline beside it, a call would take the GIL back from it
+at each of its own system calls. A worker's group commit that overlapped its claim scan took
+9-16 ms so, which sent its calls to threads for a second at a time, more than half of a deep
+queue's drain (docs/performance.md). A smaller call in a thread (one that a hold or a big call
+sent there) does not keep the others out: calls that overlap would keep each other in threads
+for good. An inline call it slows down counts as any other; in a drain that happened once or
+twice, against some sixty deep scans.
 
 Batches (a group commit, a claim scan's claims) are limited so that each inline call takes
 about half the budget (``batch_size``). Each inline call starts with a checkpoint, as a thread
@@ -89,8 +90,7 @@ class InlineGate:
         self.allowed = allowed
         self._clock = clock
         self._threads_until = 0.0
-        self._in_threads = 0  # calls of this gate running in worker threads now
-        self._too_big = 0  # of which, calls too big to go inline (``in_thread``)
+        self._too_big = 0  # calls too big to go inline running in threads now (``in_thread``)
         self._hold = 0.0  # how long the last overrun sent calls to threads
         self._overran_at = -math.inf
         self._per_item = BUDGET / 8  # seconds an item of a batch took inline, smoothed
@@ -120,9 +120,6 @@ class InlineGate:
         await anyio.lowlevel.checkpoint()
         if not self.inline:  # another task's call overran, or went to a thread, meanwhile
             return await self._in_a_thread(fn, too_big=False)
-        # A thread of ours that runs meanwhile slows this call down (see ``in_thread``), but
-        # only for as long as its own call, which has been sent there already.
-        ours_in_threads = self._in_threads > 0
         started, waits = self._clock(), _waits()
         try:
             result = fn()
@@ -132,8 +129,7 @@ class InlineGate:
             # callers keep their calls to about half the budget (``batch_size``), so one that
             # took longer without sleeping was preempted, which stalls the loop from a thread
             # too.
-            waited = _RUSAGE_THREAD is None or _waits() != waits
-            if ended - started > BUDGET and waited and not ours_in_threads:
+            if ended - started > BUDGET and (_RUSAGE_THREAD is None or _waits() != waits):
                 self._overran(ended)
             if items is not None:
                 self._per_item += ((ended - started) / max(1, items) - self._per_item) / 8
@@ -149,7 +145,8 @@ class InlineGate:
     async def in_thread(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` in a worker thread; until it returns, this gate's calls go to threads.
 
-        For a call that is too big to go inline (a claim scan that lists a deep queue).
+        For a call that must not go inline (a claim scan that lists a deep queue, and any
+        while the spool is failing or calls are held in threads).
 
         An inline call beside it would take the GIL back from it at each of its own system
         calls: a group commit that overlapped a claim scan listing a deep queue in a thread
@@ -158,12 +155,10 @@ class InlineGate:
         return await self._in_a_thread(fn, too_big=True)
 
     async def _in_a_thread(self, fn: Callable[[], T], *, too_big: bool) -> T:
-        self._in_threads += 1
         self._too_big += too_big
         try:
             return await anyio.to_thread.run_sync(fn)
         finally:
-            self._in_threads -= 1
             self._too_big -= too_big
 
 

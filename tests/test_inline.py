@@ -81,36 +81,6 @@ async def test_while_a_call_runs_in_a_thread_the_others_go_to_threads_too() -> N
     assert await gate.call(threading.get_ident) == loop_thread
 
 
-async def test_an_overrun_beside_a_call_of_ours_in_a_thread_does_not_count() -> None:
-    """It ends with that call: counting it would start a hold whose calls overlap the next."""
-    clock = Clock()
-    gate = InlineGate(True, clock)
-    loop_thread = threading.get_ident()
-    release = threading.Event()
-    started = anyio.Event()
-
-    def stall() -> int:
-        time.sleep(0.001)
-        clock.now += BUDGET * 3
-        return threading.get_ident()
-
-    def held_in_a_thread() -> int:
-        anyio.from_thread.run_sync(started.set)
-        release.wait(10)
-        return threading.get_ident()
-
-    assert await gate.call(stall) == loop_thread  # an overrun: a hold of FIRST_HOLD
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(gate.call, held_in_a_thread)  # sent to a thread by the hold
-        await started.wait()
-        clock.now += FIRST_HOLD
-        assert await gate.call(stall) == loop_thread  # overran beside it...
-        release.set()
-    assert await gate.call(threading.get_ident) == loop_thread  # ...and did not count
-    assert await gate.call(stall) == loop_thread  # alone, an overrun counts again
-    assert await gate.call(threading.get_ident) != loop_thread
-
-
 async def test_holds_grow_while_overruns_repeat_and_start_small_after_a_quiet_spell() -> None:
     """A stalling disk soon keeps calls in threads for a second; a lone stall, for 50 ms."""
     clock = Clock()
