@@ -116,10 +116,10 @@ class InlineGate:
                 ``batch_size`` what one item costs.
         """
         if not self.inline:
-            return await self._in_a_thread(fn, too_big=False)
+            return await anyio.to_thread.run_sync(fn)
         await anyio.lowlevel.checkpoint()
         if not self.inline:  # another task's call overran, or went to a thread, meanwhile
-            return await self._in_a_thread(fn, too_big=False)
+            return await anyio.to_thread.run_sync(fn)
         started, waits = self._clock(), _waits()
         try:
             result = fn()
@@ -152,14 +152,11 @@ class InlineGate:
         calls: a group commit that overlapped a claim scan listing a deep queue in a thread
         took 9-16 ms so (140-270 sleeps of 50-70 µs), where in a thread it goes alongside.
         """
-        return await self._in_a_thread(fn, too_big=True)
-
-    async def _in_a_thread(self, fn: Callable[[], T], *, too_big: bool) -> T:
-        self._too_big += too_big
+        self._too_big += 1
         try:
             return await anyio.to_thread.run_sync(fn)
         finally:
-            self._too_big -= too_big
+            self._too_big -= 1
 
 
 def _waits() -> int:
