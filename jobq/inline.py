@@ -2,8 +2,8 @@
 
 jobq's blocking file work goes to a worker thread so that the event loop never waits on a disk.
 For small steps on a fast local disk that hop costs more than the work: handing a call to a
-thread and the result back took 100-150 µs here (two context switches, the GIL passed twice), a
-non-durable publish 40-45 µs on tmpfs (docs/performance.md). So a single enqueue, a worker's
+thread and the result back took 100-150 µs here (two context switches, the GIL passed twice),
+a non-durable publish 40-45 µs on tmpfs (docs/performance.md). So a single enqueue, a worker's
 claim scan and its group commits run inline when the spool is on a local filesystem, is not
 durable (durable calls wait for fsyncs, which a busy disk stretches to milliseconds), and
 recent inline calls stayed within ``BUDGET``.
@@ -34,9 +34,9 @@ hop does, so a loop of ``await job.enqueue(...)`` still lets other tasks run bet
 Failure story: nothing is written here; a call that raises inline raises the same error it
 would have raised from a thread. As with a thread hop, a cancelled caller stops at the
 checkpoint before the call, with nothing done, and a call that ran returns its result: no
-checkpoint comes after it, where a cancellation could lose what it did (a published job). A
-network filesystem, whose hung mount would freeze the loop, never goes inline; a worker whose
-spool just failed sends its calls to threads until the spool answers again.
+checkpoint comes after it, where a cancellation could lose what it did (a published job).
+A network filesystem, whose hung mount would freeze the loop, never goes inline; a worker
+whose spool just failed sends its calls to threads until the spool answers again.
 """
 
 from __future__ import annotations
