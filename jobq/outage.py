@@ -76,8 +76,15 @@ class Outage:
             "spool unreachable (%s: %s); not claiming until it answers", what, _describe(exc)
         )
 
-    def recovered(self) -> None:
-        """An operation succeeded: log the end of the outage, if there was one."""
+    def recovered(self, began: float) -> None:
+        """An operation that began at ``began`` (``time.monotonic()``) succeeded: log the end
+        of the outage, if there was one.
+
+        An operation that began before the outage did says nothing about the spool now: a
+        claim scan in a thread may finish well after a commit beside it failed.
+        """
+        if self.since is not None and began < self.since:
+            return
         self._delay = FIRST_DELAY
         if self.since is None:
             return

@@ -316,13 +316,14 @@ class Settler:
             await anyio.sleep(self.outage.next_delay())
             if self.lease_lost():
                 return [False] * len(finishes)
+            began = time.monotonic()
             try:
                 results = await anyio.to_thread.run_sync(self._recommit, finishes)
             except OSError as again:
                 if is_unreachable(again):
                     continue
                 return [await self._commit_alone(fin) for fin in finishes]
-            self.outage.recovered()
+            self.outage.recovered(began)
             return list(results)
 
     def _recommit(self, finishes: list[Finish]) -> list[bool]:

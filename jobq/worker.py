@@ -318,6 +318,7 @@ class Worker:
                 wake.clear()  # before the scan: a file landing during it raises the flag again
                 # A job that ends during the scan may requeue itself behind the scan's back.
                 finished_before = self.processed
+                began = time.monotonic()
                 try:
                     scan, limit = await self._scan(free)
                 except OSError as exc:
@@ -326,7 +327,7 @@ class Worker:
                     self.outage.failed("claiming", exc)
                     await anyio.sleep(self.outage.next_delay())
                     continue
-                self.outage.recovered()
+                self.outage.recovered(began)
                 claimed, next_due = scan.claimed, scan.next_due
                 for held, job in claimed:
                     self._start(jobs, held, job)

@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -22,6 +23,7 @@ import pytest
 
 import jobq
 from jobq import layout as L
+from jobq.outage import Outage
 from jobq.spool import SpoolDir
 
 if TYPE_CHECKING:
@@ -181,3 +183,20 @@ async def test_a_spool_that_fails_at_start_up_raises_its_own_error(
     with pytest.raises(OSError, match="not connected"):
         await jobq.Worker(lease=5.0).run(burst=True)
     assert ran == []
+
+
+async def test_a_success_that_began_before_the_outage_does_not_end_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A claim scan in a thread may return after a commit beside it failed: its success is
+    # from before the outage and must not log "reachable again" (then "unreachable" again).
+    caplog.set_level(logging.INFO, logger="jobq")
+    outage = Outage()
+    began = time.monotonic() - 0.01  # the scan began a moment before the commit failed
+    outage.failed("recording outcomes", OSError(errno.ENOTCONN, "Transport endpoint"))
+    outage.recovered(began)
+    assert outage.since is not None
+    outage.recovered(time.monotonic())
+    assert outage.since is None
+    assert len(_lines(caplog, "spool unreachable")) == 1
+    assert len(_lines(caplog, "spool reachable again")) == 1
