@@ -28,6 +28,7 @@ from jobq.context import CaptureHandler, new_context
 from jobq.errors import ConfigurationError
 from jobq.housekeeping import Housekeeping
 from jobq.inline import gate_for
+from jobq.jobtasks import job_tasks
 from jobq.lease import Heartbeat
 from jobq.names import check_queue
 from jobq.outage import Outage
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from jobq.api import Spool
+    from jobq.jobtasks import JobTasks
     from jobq.model import Job
     from jobq.spool import Claimed
 
@@ -267,7 +269,7 @@ class Worker:
         await outer.start(self.report.hooks.run)
         # Start-up chores (reaping, collecting tmp/) finish before the first claim.
         await outer.start(Housekeeping(self, burst=burst).run)
-        async with anyio.create_task_group() as jobs:
+        async with job_tasks() as jobs:
             await self._claim_loop(jobs, burst)
         await self.report.hooks.drain()  # the last jobs' hooks, within their timeout
 
@@ -290,7 +292,7 @@ class Worker:
 
     # -- claiming --------------------------------------------------------------------------
 
-    async def _claim_loop(self, jobs: TaskGroup, burst: bool) -> None:
+    async def _claim_loop(self, jobs: JobTasks, burst: bool) -> None:
         """Claim while slots are free; when idle, wait for a file event, a due time or a poll.
 
         The file events (see ``jobq.waiting``) only cut the wait short: each wait still ends
@@ -392,12 +394,12 @@ class Worker:
             for d in (self.spool.pending_dir(queue), self.spool.scheduled_dir(queue))
         ]
 
-    def _start(self, jobs: TaskGroup, held: Claimed, job: Job) -> None:
+    def _start(self, jobs: JobTasks, held: Claimed, job: Job) -> None:
         progress = self._settler.write_progress
         ctx = new_context(job.id, job.name, job.queue, held.name.attempts, progress)
         run = Attempt(held, job, ctx)
         self.slots.start(run)
-        jobs.start_soon(self._run_job, run)
+        jobs(self._run_job, run)
 
     # -- running ---------------------------------------------------------------------------
 
