@@ -75,9 +75,9 @@ class Attempt:
     unrecordable: bool = False
 
 
-# One outcome for the committer: the finish, an event set when it is done, and a box that gets
-# True (recorded), False (fenced) or the OSError that kept it from being recorded.
-_Commit = tuple[Finish, anyio.Event, list["bool | OSError"]]
+# One outcome for the committer: the finish, and a box that gets True (recorded), False
+# (fenced) or the OSError that kept it from being recorded.
+_Commit = tuple[Finish, list["bool | OSError"]]
 
 
 class Settler:
@@ -120,6 +120,8 @@ class Settler:
         self._send: MemoryObjectSendStream[_Commit]
         self._receive: MemoryObjectReceiveStream[_Commit]
         self._send, self._receive = anyio.create_memory_object_stream[_Commit](math.inf)
+        #: Set once the outcomes sent since the committer took its last batch are committed.
+        self._gathering: anyio.Event | None = None
 
     def close(self) -> None:
         """The worker is done: close the committer's stream (it has ended, or never started)."""
@@ -195,9 +197,13 @@ class Settler:
         ttl = self.result_ttl if ttl is None else ttl
         if state == L.DONE and ttl is not None:
             self._ttls[run.job.id] = ttl
-        done = anyio.Event()
+        # One event for all the outcomes the committer takes in one batch, and no checkpoint
+        # on the way (the stream has no bound): a short job's outcome costs what it must.
+        if self._gathering is None:
+            self._gathering = anyio.Event()
+        done = self._gathering
         box: list[bool | OSError] = []
-        await self._send.send((finish, done, box))
+        self._send.send_nowait((finish, box))
         self._handed(run)
         await done.wait()
         if box and isinstance(box[0], OSError):
@@ -240,10 +246,13 @@ class Settler:
                         batch.append(self._receive.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
+                # Every outcome sent so far is in the batch: later ones wait for the next.
+                done, self._gathering = self._gathering, None
                 results = await self._commit_batch([b[0] for b in batch])
-                for (_, event, box), ok in zip(batch, results, strict=True):
+                for (_, box), ok in zip(batch, results, strict=True):
                     box.append(ok)
-                    event.set()
+                if done is not None:
+                    done.set()
 
     async def _commit_batch(self, finishes: list[Finish]) -> list[bool | OSError]:
         """Record a batch, and do once what follows from it (``_follow_up``).
