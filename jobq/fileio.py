@@ -14,11 +14,14 @@ from typing import Literal
 import aiofiles
 import anyio
 
-__all__ = ("append_text", "read_bytes", "read_text_from", "write_bytes")
+__all__ = ("append_text", "on_asyncio", "read_bytes", "read_text_from", "write_bytes")
 
 
-def _on_asyncio() -> bool:
-    # aiofiles needs a running asyncio loop; under trio there is none.
+def on_asyncio() -> bool:
+    """Whether the running event loop is asyncio's (anyio's other backend is trio).
+
+    aiofiles needs a running asyncio loop; under trio there is none.
+    """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -28,7 +31,7 @@ def _on_asyncio() -> bool:
 
 async def read_bytes(path: str | os.PathLike[str]) -> bytes:
     """Read a whole file."""
-    if _on_asyncio():
+    if on_asyncio():
         async with aiofiles.open(path, "rb") as f:
             return await f.read()
     async with await anyio.open_file(path, "rb") as af:
@@ -37,7 +40,7 @@ async def read_bytes(path: str | os.PathLike[str]) -> bytes:
 
 async def read_text_from(path: str | os.PathLike[str], offset: int) -> tuple[str, int]:
     """Read text from byte ``offset`` to the end; returns the text and the new offset."""
-    if _on_asyncio():
+    if on_asyncio():
         async with aiofiles.open(path, "rb") as f:
             await f.seek(offset)
             data = await f.read()
@@ -74,7 +77,7 @@ def _append(path: str, data: bytes) -> None:
 
 
 async def _write(path: str | os.PathLike[str], mode: Literal["wb", "ab"], data: bytes) -> None:
-    if _on_asyncio():
+    if on_asyncio():
         async with aiofiles.open(path, mode, opener=_private_opener) as f:
             await f.write(data)
         return

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 from typing import TYPE_CHECKING, Any, Protocol
 
-import anyio
+from jobq.fileio import on_asyncio
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine
@@ -43,10 +42,9 @@ class JobTasks(Protocol):
 async def job_tasks() -> AsyncIterator[JobTasks]:
     """A task group of the running event loop's own kind; yields its spawn function.
 
-    asyncio (Python 3.11+): ``asyncio.TaskGroup``; trio: a nursery; any other loop anyio runs
-    on: an anyio task group.
+    ``asyncio.TaskGroup`` on asyncio, a nursery on trio (anyio's only other backend).
     """
-    if _on_asyncio():
+    if on_asyncio():
         async with asyncio.TaskGroup() as group:
 
             def spawn(fn: Callable[[Any], Coroutine[Any, Any, object]], arg: Any, /) -> None:
@@ -54,26 +52,7 @@ async def job_tasks() -> AsyncIterator[JobTasks]:
 
             yield spawn
         return
-    trio = sys.modules.get("trio")
-    if trio is not None and _on_trio(trio):
-        async with trio.open_nursery() as nursery:
-            yield nursery.start_soon
-        return
-    async with anyio.create_task_group() as fallback:  # pragma: no cover - no other backend
-        yield fallback.start_soon
+    import trio  # only ever run by a worker on trio, which has it
 
-
-def _on_asyncio() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-def _on_trio(trio: object) -> bool:
-    try:
-        trio.lowlevel.current_task()  # type: ignore[attr-defined]
-    except RuntimeError:
-        return False
-    return True
+    async with trio.open_nursery() as nursery:
+        yield nursery.start_soon

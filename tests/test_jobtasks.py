@@ -30,22 +30,42 @@ async def test_the_group_waits_for_its_tasks_and_each_has_its_own_context() -> N
     assert REQUEST.get() == "none"
 
 
-async def test_a_task_that_raises_cancels_the_others_and_the_group_raises_it() -> None:
-    ended: list[str] = []
+class Started:
+    """Counts tasks that have started; ``all(n)`` waits until ``n`` have."""
 
-    async def waits(_: object) -> None:
-        try:
-            await anyio.sleep_forever()
-        finally:
-            ended.append("cancelled")
+    def __init__(self) -> None:
+        self.count = 0
+        self._changed = anyio.Event()
+
+    def one(self) -> None:
+        self.count += 1
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def all(self, n: int) -> None:
+        while self.count < n:
+            await self._changed.wait()
+
+
+async def wait_forever(started: Started, ended: list[str]) -> None:
+    """A job that runs until cancelled, and notes that it was."""
+    try:
+        started.one()
+        await anyio.sleep_forever()
+    finally:
+        ended.append("cancelled")
+
+
+async def test_a_task_that_raises_cancels_the_others_and_the_group_raises_it() -> None:
+    started, ended = Started(), list[str]()
 
     async def fails(_: object) -> None:
-        await anyio.sleep(0.01)
+        await started.all(1)
         raise LookupError("a bug")
 
     async def group() -> None:
         async with job_tasks() as spawn:
-            spawn(waits, None)
+            spawn(lambda _: wait_forever(started, ended), None)
             spawn(fails, None)
             await anyio.sleep_forever()  # the host is cancelled too
 
@@ -57,19 +77,12 @@ async def test_a_task_that_raises_cancels_the_others_and_the_group_raises_it() -
 
 async def test_cancelling_the_host_cancels_the_tasks() -> None:
     # A hard stop cancels the worker's outer anyio scope around the group.
-    ended: list[str] = []
-
-    async def waits(_: object) -> None:
-        try:
-            await anyio.sleep_forever()
-        finally:
-            ended.append("cancelled")
-
+    started, ended = Started(), list[str]()
     with anyio.CancelScope() as outer:
         async with job_tasks() as spawn:
-            spawn(waits, None)
-            spawn(waits, None)
-            await anyio.sleep(0.01)
+            spawn(lambda _: wait_forever(started, ended), None)
+            spawn(lambda _: wait_forever(started, ended), None)
+            await started.all(2)
             outer.cancel()
             await anyio.sleep_forever()
     assert outer.cancelled_caught
@@ -80,11 +93,13 @@ async def test_a_tasks_own_cancel_scope_stops_only_that_task() -> None:
     # A job's attempt runs under its own scope (``jobq cancel``, timeouts, the grace period).
     scopes: dict[str, anyio.CancelScope] = {}
     outcome: dict[str, Any] = {}
+    started, release = Started(), anyio.Event()
 
     async def job(name: str) -> None:
         with anyio.CancelScope() as scope:
             scopes[name] = scope
-            await anyio.sleep(0.2)
+            started.one()
+            await release.wait()
             outcome[name] = "finished"
         if scope.cancelled_caught:
             outcome[name] = "interrupted"
@@ -92,6 +107,7 @@ async def test_a_tasks_own_cancel_scope_stops_only_that_task() -> None:
     async with job_tasks() as spawn:
         spawn(job, "a")
         spawn(job, "b")
-        await anyio.sleep(0.01)
+        await started.all(2)
         scopes["a"].cancel()
+        release.set()
     assert outcome == {"a": "interrupted", "b": "finished"}
