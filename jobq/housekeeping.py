@@ -128,8 +128,7 @@ class Housekeeping:
 
     async def run_once(self) -> None:
         """Run every chore that is due now."""
-        heartbeat = self.worker.heartbeat
-        if heartbeat is not None and heartbeat.lost.is_set():
+        if self.worker.registration.lost:
             await self._chore("re-registering after a lost lease", self._lease_lost)
         for chore in self.chores:
             now = time.monotonic()
@@ -179,18 +178,18 @@ class Housekeeping:
         at once (a reaper may be running them elsewhere already) and handed back by
         ``_hand_back``; claims resume under the new id.
         """
-        worker = self.worker
-        old_id = worker.id
-        if old_id not in worker.retired:
+        worker, registration = self.worker, self.worker.registration
+        old_id = registration.id
+        if old_id not in registration.retired:
             logger.warning("worker %s lost its lease; stopping its jobs", old_id)
-            worker.retired.append(old_id)
+            registration.retired.append(old_id)
             old_dir = worker.spool.running_dir(old_id) + os.sep
             for run in worker.running.values():
                 if run.claimed.path.startswith(old_dir):
                     run.reason = "lost"
                     run.scope.cancel()
-        await anyio.to_thread.run_sync(worker.register_anew)
-        logger.warning("worker %s is back as %s", old_id, worker.id)
+        await anyio.to_thread.run_sync(registration.register_anew)
+        logger.warning("worker %s is back as %s", old_id, registration.id)
 
     async def _hand_back(self) -> None:
         """Return the jobs of ids retired by lost leases, once none of their attempts runs.
@@ -198,7 +197,8 @@ class Housekeeping:
         A reaper elsewhere may have done it already; each step is a rename only one wins.
         """
         worker, spool = self.worker, self.worker.spool
-        for old_id in list(worker.retired):
+        retired = worker.registration.retired
+        for old_id in list(retired):
             if old_id == worker.id:
                 continue  # not registered again yet
             old_dir = spool.running_dir(old_id) + os.sep
@@ -209,4 +209,4 @@ class Housekeeping:
                     functools.partial(requeue_held, spool, held, who=old_id)
                 )
             await anyio.to_thread.run_sync(spool.deregister_worker, old_id)
-            worker.retired.remove(old_id)
+            retired.remove(old_id)

@@ -1,4 +1,5 @@
-"""Leases: a worker's heartbeat thread, and the reaper that takes back a dead worker's jobs.
+"""Leases: a worker's registration and heartbeat, and the reaper that takes back a dead
+worker's jobs.
 
 The heartbeat runs in its own OS thread so that it keeps going while a sync job blocks a
 thread or an async job hogs the event loop. The reaper judges a lease by the spool's own
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
+import socket
 import threading
 import time
 import traceback
@@ -22,6 +25,7 @@ __all__ = (
     "DEFAULT_LEASE",
     "LOST_ALLOWANCE",
     "Heartbeat",
+    "Registration",
     "lease_of",
     "reap_expired",
     "reap_worker",
@@ -74,6 +78,79 @@ class Heartbeat(threading.Thread):
     def stop(self) -> None:
         """Stop heartbeating (the worker is leaving)."""
         self._stop_event.set()
+
+
+def new_worker_id() -> str:
+    """A fresh worker id, ``host.pid.random`` (docs/spool-format.md)."""
+    host = "".join(c if c.isalnum() or c in "_-" else "-" for c in socket.gethostname())[:40]
+    return f"{host or 'host'}.{os.getpid()}.{secrets.token_hex(3)}"
+
+
+class Registration:
+    """A worker's identity in the spool: its registration, its heartbeat, its lost leases.
+
+    Args:
+        spool: the spool.
+        lease: seconds a silent worker keeps its jobs.
+        about: what the registration states besides id, host, pid, lease and start time
+            (the queues served, the concurrency).
+    """
+
+    def __init__(self, spool: SpoolDir, lease: float, about: dict[str, object]) -> None:
+        self.spool = spool
+        self.lease = lease
+        self.about = about
+        #: The current id: claims go to ``running/ID/``.
+        self.id = new_worker_id()
+        self.heartbeat: Heartbeat | None = None
+        #: Ids held before lost leases, whose jobs are still to be handed back.
+        self.retired: list[str] = []
+        #: The id taken at the next registration after a lost lease: chosen once per loss,
+        #: so that failed attempts while the spool is down do not churn ids.
+        self._successor: str | None = None
+
+    def register(self) -> None:
+        """Write the registration under the current id and start heartbeating.
+
+        Raises:
+            OSError: if the spool refused.
+        """
+        self._register(self.id)
+
+    def register_anew(self) -> None:
+        """Register under a new id (after a lost lease): new claims go to the new id.
+
+        Raises:
+            OSError: if the spool refused; the next call tries the same new id again.
+        """
+        if self._successor is None:
+            self._successor = new_worker_id()
+        self._register(self._successor)
+        self._successor = None
+
+    def _register(self, worker_id: str) -> None:
+        info = {
+            "id": worker_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            **self.about,
+            "lease": self.lease,
+            "started_at": time.time(),
+        }
+        self.spool.register_worker(worker_id, info)
+        self.id = worker_id
+        self.heartbeat = Heartbeat(self.spool, worker_id, self.lease)
+        self.heartbeat.start()
+
+    @property
+    def lost(self) -> bool:
+        """Whether the current registration's lease is lost (its jobs are no longer ours)."""
+        return self.heartbeat is not None and self.heartbeat.lost.is_set()
+
+    def stop(self) -> None:
+        """Stop heartbeating (the worker is leaving; its registration stays until removed)."""
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
 
 
 def requeue_held(spool: SpoolDir, held: Claimed, *, who: str) -> str:

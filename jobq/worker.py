@@ -13,10 +13,7 @@ import contextlib
 import functools
 import logging
 import math
-import os
-import secrets
 import signal
-import socket
 import time
 from typing import TYPE_CHECKING, cast
 
@@ -29,7 +26,7 @@ from jobq.errors import ConfigurationError
 from jobq.housekeeping import Housekeeping
 from jobq.inline import gate_for
 from jobq.jobtasks import job_tasks
-from jobq.lease import Heartbeat
+from jobq.lease import Registration
 from jobq.names import check_queue
 from jobq.outage import Outage
 from jobq.registry import lookup, registered_names
@@ -42,6 +39,7 @@ from jobq.unknown import UnknownJobs, unknown_job_error
 from jobq.waiting import Wakeup, poll_backoff, watching
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import AsyncIterator, Sequence
 
     from anyio.abc import TaskGroup
@@ -54,11 +52,6 @@ if TYPE_CHECKING:
 __all__ = ("Worker",)
 
 logger = logging.getLogger("jobq.worker")
-
-
-def _new_worker_id() -> str:
-    host = "".join(c if c.isalnum() or c in "_-" else "-" for c in socket.gethostname())[:40]
-    return f"{host or 'host'}.{os.getpid()}.{secrets.token_hex(3)}"
 
 
 class Worker:
@@ -129,12 +122,9 @@ class Worker:
         if result_ttl is not None and not result_ttl >= 0:
             raise ConfigurationError(f"result_ttl must be seconds >= 0, got {result_ttl!r}")
         self.result_ttl = result_ttl
-        self.id = _new_worker_id()
-        #: The id this worker takes when it registers again after a lost lease: chosen once
-        #: per loss, so that failed attempts while the spool is down do not churn ids.
-        self._successor: str | None = None
-        #: Ids this worker held before lost leases, whose jobs are still to be handed back.
-        self.retired: list[str] = []
+        about: dict[str, object] = {"queues": self.queues, "concurrency": concurrency}
+        #: Its id, heartbeat and lost leases (``jobq.lease``).
+        self.registration = Registration(self.spool, self.lease, about)
         self.outage = Outage()
         self.processed = 0
         #: The attempts it holds: running, or having their outcomes recorded (``jobq.slots``).
@@ -143,7 +133,6 @@ class Worker:
         self.running = self.slots.running
         self._stopping = False
         self._changed: anyio.Event | None = None  # made by the first waiter after a change
-        self.heartbeat: Heartbeat | None = None
         self.hard_stopped = False
         self.report = Reporter(self.spool.root, lambda: self.id)  # log lines and hooks
         self._claimer = Claimer(self.spool, self.queues, self.report, self.outage)
@@ -151,36 +140,10 @@ class Worker:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def _register(self, worker_id: str) -> None:
-        info = {
-            "id": worker_id,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "queues": self.queues,
-            "concurrency": self.concurrency,
-            "lease": self.lease,
-            "started_at": time.time(),
-        }
-        self.spool.register_worker(worker_id, info)
-        self.id = worker_id
-        self.heartbeat = Heartbeat(self.spool, worker_id, self.lease)
-        self.heartbeat.start()
-
-    def register_anew(self) -> None:
-        """Register under a new id (after a lost lease): new claims go to the new id.
-
-        Raises:
-            OSError: if the spool refused; the next call tries the same new id again.
-        """
-        if self._successor is None:
-            self._successor = _new_worker_id()
-        self._register(self._successor)
-        self._successor = None
-
     @property
-    def lease_lost(self) -> bool:
-        """Whether the current registration's lease is lost (its jobs are no longer ours)."""
-        return self.heartbeat is not None and self.heartbeat.lost.is_set()
+    def id(self) -> str:
+        """The worker's current id (a new one after each lost lease)."""
+        return self.registration.id
 
     def stop(self) -> None:
         """Stop claiming new jobs; running ones finish (within ``grace`` under signals).
@@ -211,7 +174,7 @@ class Worker:
         logging.getLogger().addHandler(handler)
         self._settler = Settler(
             self.spool, lambda: self.id, self.lease, self.report,
-            outage=self.outage, lease_lost=lambda: self.lease_lost, handed=self._handed,
+            outage=self.outage, lease_lost=lambda: self.registration.lost, handed=self._handed,
         )  # fmt: skip
         self.flush_log = self._settler.flush_log
         self._claimer.unknown = UnknownJobs(
@@ -249,8 +212,7 @@ class Worker:
                 receiving.close()
                 self._settler.close()
                 logging.getLogger().removeHandler(handler)
-                if self.heartbeat is not None:
-                    self.heartbeat.stop()
+                self.registration.stop()
                 if clean and not self.hard_stopped and not self.slots:
                     try:
                         await anyio.to_thread.run_sync(self.spool.deregister_worker, self.id)
@@ -261,7 +223,7 @@ class Worker:
         """Make the queues' directories and register (abandoned at a hard stop: a dead mount)."""
         for queue in self.queues:
             await anyio.to_thread.run_sync(self.spool.ensure_queue, queue, abandon_on_cancel=True)
-        await anyio.to_thread.run_sync(self._register, self.id, abandon_on_cancel=True)
+        await anyio.to_thread.run_sync(self.registration.register, abandon_on_cancel=True)
 
     async def _serve(self, outer: TaskGroup, burst: bool) -> None:
         """Run the committer, hooks and chores beside the claim loop until it ends."""
@@ -313,7 +275,7 @@ class Worker:
                     with anyio.move_on_after(left if free > 0 else math.inf):
                         await self.wait_change()
                     continue
-                if self.lease_lost:  # no claims until housekeeping registered us again
+                if self.registration.lost:  # no claims until housekeeping registered us again
                     with anyio.move_on_after(0.1):
                         await self.wait_change()
                     continue

@@ -9,14 +9,14 @@ from __future__ import annotations
 import os
 import signal
 
-import jobq.worker
+import jobq.lease
 
-_register = jobq.worker.Worker._register
+_register = jobq.lease.Registration._register
 
 
-def _register_then_stop(self: jobq.worker.Worker, worker_id: str) -> None:
+def _register_then_stop(self: jobq.lease.Registration, worker_id: str) -> None:
     _register(self, worker_id)
     os.kill(os.getpid(), signal.SIGSTOP)
 
 
-jobq.worker.Worker._register = _register_then_stop  # type: ignore[method-assign]
+jobq.lease.Registration._register = _register_then_stop  # type: ignore[method-assign]
