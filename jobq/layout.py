@@ -51,6 +51,7 @@ __all__ = (
     "WORKERS",
     "JobFileName",
     "QuarantinedName",
+    "fence_name",
     "parse_quarantined",
     "parse_running",
     "parse_scheduled",
@@ -165,6 +166,18 @@ def parse_running(name: str) -> tuple[str, JobFileName]:
     if not sep:
         raise InvalidName(f"not a running job file name: {name!r}")
     return check_queue(queue), JobFileName.parse(rest)
+
+
+def fence_name(running_name: str) -> str:
+    """The name a running job file takes in its directory while its outcome is committed.
+
+    Renaming the job file there is the commit's fence: of the worker and a reaper taking the
+    job back, one rename wins. The name differs from the running name only by a zero before
+    the start count (``Q@PPPPP-T-ID-0A.json``), so every reader (``parse_running``) still
+    reads it as the same running job, and a reaper requeues it under its pending name.
+    """
+    head, _, tail = running_name.rpartition("-")
+    return f"{head}-0{tail}"
 
 
 class QuarantinedName(NamedTuple):

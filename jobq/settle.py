@@ -338,11 +338,14 @@ class Settler:
     def _recommit(self, finishes: list[Finish]) -> list[bool]:
         """Commit again after an error that may have struck anywhere in the first commit.
 
-        A job file already gone from ``running/`` passed its commit point before the error
-        (our lease held, so no reaper took it): its staged record is completed like a dead
-        worker's (``complete_commits``), and it counts as recorded if its record is there.
+        A job file left at its fence name goes back to its place and is committed again. One
+        gone from ``running/`` passed its commit point before the error (our lease held, so
+        no reaper took it): its staged record is completed like a dead worker's
+        (``complete_commits``), and it counts as recorded if its record is there.
         """
         self.spool.complete_commits(os.getpid())
+        for fin in finishes:
+            self._unfence(fin)
         todo = [fin for fin in finishes if os.path.lexists(fin.src)]
         results = self.spool.commit(todo) if todo else []
         recorded = dict(zip((fin.job_id for fin in todo), results, strict=True))
@@ -353,9 +356,20 @@ class Settler:
             for fin in finishes
         ]
 
+    def _unfence(self, finish: Finish) -> None:
+        # Only while the lease holds: after that the file at the fence name may be a reaper's
+        # (committing the job as lost), and its commit must not be undone.
+        if not self.lease_lost():
+            self.spool.unfence(finish.src)
+
+    def _commit_again(self, finish: Finish) -> list[bool]:
+        """Commit one outcome again after an error, from its fence name if it was left there."""
+        self._unfence(finish)
+        return self.spool.commit([finish])
+
     async def _commit_alone(self, finish: Finish) -> bool | OSError:
         try:
-            return (await anyio.to_thread.run_sync(self.spool.commit, [finish]))[0]
+            return (await anyio.to_thread.run_sync(self._commit_again, finish))[0]
         except OSError as exc:  # SpoolError is an OSError too
             logger.error("job %s: cannot record its outcome: %s", finish.job_id, exc)
             return exc
