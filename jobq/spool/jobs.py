@@ -331,23 +331,34 @@ class JobFiles(FileOps):
             )
             touched: set[str] = set()
             fenced: list[str] = []
-            for fin, tmp, tmp_ino in zip(finishes, temps, inodes, strict=True):
-                self.ensure_queue(fin.queue)
-                dest = self.finished_path(fin.state, fin.queue, fin.job_id)
-                fence = _fence_path(fin.src) if fin.src.startswith(running) else dest
-                if not self.move(fin.src, fence):
-                    self.remove(tmp)
-                    results.append(False)
-                    continue
-                if not self.rename(tmp, dest, src_ino=tmp_ino):
-                    # Our staged record was taken by a collector that thought us dead (we were
-                    # frozen between its writing and this rename): the job is ours, record
-                    # it again.
-                    self._publish_file(dest, fin.record)
-                if fence != dest:
-                    fenced.append(fence)
-                touched.add(os.path.dirname(dest))
-                results.append(True)
+            staged = list(temps)  # left in tmp/ if this fails: removed, unless a commit needs it
+            try:
+                for fin, tmp, tmp_ino in zip(finishes, temps, inodes, strict=True):
+                    self.ensure_queue(fin.queue)
+                    dest = self.finished_path(fin.state, fin.queue, fin.job_id)
+                    fence = _fence_path(fin.src) if fin.src.startswith(running) else dest
+                    if not self.move(fin.src, fence):
+                        self.remove(tmp)
+                        results.append(False)
+                        staged.remove(tmp)
+                        continue
+                    if fence == dest:
+                        staged.remove(tmp)  # the bare record's completion (complete_commits)
+                    if not self.rename(tmp, dest, src_ino=tmp_ino):
+                        # Our staged record was taken by a collector that thought us dead (we
+                        # were frozen between its writing and this rename): the job is ours,
+                        # record it again.
+                        self._publish_file(dest, fin.record)
+                    if fence != dest:
+                        fenced.append(fence)
+                        staged.remove(tmp)
+                    touched.add(os.path.dirname(dest))
+                    results.append(True)
+            except BaseException:
+                for tmp in staged:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
+                raise
             for directory in sorted(touched):
                 self.fsync_dir(directory)
             # Only once the records are durable: until then a power cut finds the job file.

@@ -1,0 +1,137 @@
+"""Recording an outcome: the job file steps aside to its fence name, then the record lands.
+
+A worker killed between the two steps leaves the job in ``running/`` at its fence name and
+its staged record in ``tmp/``: the job is still running as far as anyone can tell, and the
+reaper runs it again. One killed after the record landed leaves the fence file behind: the
+outcome stands and the reaper drops the file. A commit refused by the filesystem at the
+record's step puts the job file back and records the outcome once.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from apps import die_in_commit
+from conftest import run_jobq
+
+import jobq
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from conftest import WorkerProcess
+
+
+def status(spool: Path, job_id: str) -> dict[str, Any]:
+    """What ``jobq status ID --json`` says of a job."""
+    done = run_jobq("status", job_id, "--json", "--spool", str(spool))
+    assert done.returncode == 0, done.stderr
+    info: dict[str, Any] = json.loads(done.stdout)
+    return info
+
+
+def run_killed(
+    spool: Path, worker_process: Callable[..., WorkerProcess], step: str
+) -> WorkerProcess:
+    """A burst worker of ``apps.die_in_commit`` that kills itself at ``step`` of its commit."""
+    os.environ["JOBQ_TEST_DIE_AT"] = step
+    try:
+        worker = worker_process("apps.die_in_commit", "--spool", str(spool), "--lease", "1",
+                                "--burst")  # fmt: skip
+    finally:
+        del os.environ["JOBQ_TEST_DIE_AT"]
+    assert worker.wait() == -9, worker.output()
+    return worker
+
+
+def age_registrations(spool: Path) -> None:
+    """Make every worker registration a minute old: their leases have run out."""
+    long_ago = time.time() - 60
+    for registration in (spool / "workers").glob("*.json"):
+        os.utime(registration, (long_ago, long_ago))
+
+
+def leftovers(spool: Path) -> list[str]:
+    """Files left where a finished commit leaves none: ``tmp/``, ``running/``, ``invalid/``."""
+    found = [*(spool / "tmp").iterdir(), *(spool / "invalid").iterdir()]
+    found += [p for d in (spool / "running").iterdir() for p in d.iterdir()]
+    return sorted(str(p.relative_to(spool)) for p in found)
+
+
+def runs(job_out: Path) -> list[int]:
+    """The pids of the workers that ran ``commit.touch``, in order."""
+    return [int(line) for line in (job_out / "runs").read_text().split()]
+
+
+def test_a_worker_killed_between_fence_and_record_leaves_a_running_job_that_runs_again(
+    spool_path: Path, worker_process: Callable[..., WorkerProcess], job_out: Path
+) -> None:
+    handle = die_in_commit.touch.enqueue_sync()
+    first = run_killed(spool_path, worker_process, "fence")
+
+    (running_dir,) = (spool_path / "running").iterdir()
+    (fenced,) = running_dir.iterdir()
+    assert fenced.name.endswith("-01.json")  # the fence name: a zero before the start count
+    assert [p.suffix for p in (spool_path / "tmp").iterdir()] == [".rec"]
+    assert status(spool_path, handle.id)["state"] == "running"
+
+    age_registrations(spool_path)
+    second = worker_process("apps.die_in_commit", "--spool", str(spool_path), "--burst")
+    assert second.wait() == 0, second.output()
+    assert runs(job_out) == [first.pid, second.pid]
+    info = status(spool_path, handle.id)
+    assert (info["state"], info["result"], info["attempts"]) == ("done", second.pid, 2)
+    assert leftovers(spool_path) == []
+
+
+def test_a_worker_killed_after_the_record_landed_keeps_its_outcome(
+    spool_path: Path, worker_process: Callable[..., WorkerProcess], job_out: Path
+) -> None:
+    handle = die_in_commit.touch.enqueue_sync()
+    first = run_killed(spool_path, worker_process, "record")
+
+    info = status(spool_path, handle.id)
+    assert (info["state"], info["result"], info["attempts"]) == ("done", first.pid, 1)
+    (running_dir,) = (spool_path / "running").iterdir()
+    assert [p.name.endswith("-01.json") for p in running_dir.iterdir()] == [True]
+
+    age_registrations(spool_path)
+    second = worker_process("apps.die_in_commit", "--spool", str(spool_path), "--burst")
+    assert second.wait() == 0, second.output()
+    assert runs(job_out) == [first.pid]  # not run again
+    assert status(spool_path, handle.id)["result"] == first.pid
+    assert leftovers(spool_path) == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("code", [errno.EIO, errno.ENOSPC], ids=["EIO", "ENOSPC"])
+async def test_a_record_refused_at_its_rename_is_recorded_once_when_the_spool_lets_it(
+    spool_path: Path, job_out: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    # EIO: the worker rides the outage out and commits again; ENOSPC: it commits the outcome
+    # alone again. Either way the job file is back from its fence name first.
+    real_rename = os.rename
+    refused: list[str] = []
+
+    def rename(src: str, dst: str) -> None:
+        if str(src).endswith(".rec") and not refused:
+            refused.append(str(src))
+            raise OSError(code, os.strerror(code))
+        real_rename(src, dst)
+
+    handle = await die_in_commit.touch.enqueue()
+    monkeypatch.setattr(os, "rename", rename)
+    await jobq.Worker(spool_path, lease=5.0).run(burst=True)
+    monkeypatch.setattr(os, "rename", real_rename)
+
+    assert len(refused) == 1
+    assert await handle.result(timeout=5) == os.getpid()
+    assert runs(job_out) == [os.getpid()]
+    assert (await handle.info())["attempts"] == 1
+    assert leftovers(spool_path) == []
