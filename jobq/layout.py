@@ -52,6 +52,7 @@ __all__ = (
     "JobFileName",
     "QuarantinedName",
     "fence_name",
+    "is_fence_name",
     "parse_quarantined",
     "parse_running",
     "parse_scheduled",
@@ -178,6 +179,11 @@ def fence_name(running_name: str) -> str:
     """
     head, _, tail = running_name.rpartition("-")
     return f"{head}-0{tail}"
+
+
+def is_fence_name(name: str) -> bool:
+    """Whether a file name in ``running/WORKER/`` is a fence name (see ``fence_name``)."""
+    return name[: -len(JOB_SUFFIX)].rpartition("-")[2].startswith("0")
 
 
 class QuarantinedName(NamedTuple):

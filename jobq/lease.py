@@ -160,9 +160,15 @@ def requeue_held(spool: SpoolDir, held: Claimed, *, who: str) -> str:
     ``LOST_ALLOWANCE`` more starts is recorded as ``failed``; otherwise it goes back to pending
     with its start count kept.
 
+    A job file at its fence name is in a commit its worker did not finish: its outcome was
+    decided, and ``settle_fence`` completes it instead.
+
     Returns:
-        What happened: ``requeued``, ``failed``, ``dropped``, ``quarantined`` or ``gone``.
+        What happened: ``requeued``, ``failed``, ``dropped``, ``quarantined``,
+        ``completed`` or ``gone``.
     """
+    if L.is_fence_name(os.path.basename(held.path)):
+        return spool.settle_fence(held)
     if spool.find_finished(held.job_id, [held.queue]) is not None:
         return "dropped" if spool.remove(held.path) else "gone"
     try:

@@ -5,10 +5,11 @@ An attempt ends in one of four ways: a retry (the file goes back to ``pending/``
 shutdown, or nothing at all when the lease was lost (the reaper owns the job then). Outcome
 records flow to one committer task that records whatever has gathered in one group commit.
 
-Failure story: the commit's first rename (``running/W/x -> STATE/Q/ID.json``) is the commit
-point and the fence. A crash before it leaves the job in ``running/`` for the reaper; a crash
-between the two renames leaves a staged record in ``tmp/`` that the reaper or ``collect_tmp``
-completes (see ``jobq.spool.store``).
+Failure story (see ``jobq.spool.commits``): the commit moves the job file to its fence name
+beside it, then renames the staged record into place (the commit point). A crash before the
+fence leaves the job in ``running/`` for the reaper, which runs it again; a crash after it
+leaves the fence file and the staged record, and the reaper completes the commit: an outcome
+once decided stands.
 """
 
 from __future__ import annotations
@@ -338,10 +339,10 @@ class Settler:
     def _recommit(self, finishes: list[Finish]) -> list[bool]:
         """Commit again after an error that may have struck anywhere in the first commit.
 
-        A job file left at its fence name goes back to its place and is committed again. One
-        gone from ``running/`` passed its commit point before the error (our lease held, so
-        no reaper took it): its staged record is completed like a dead worker's
-        (``complete_commits``), and it counts as recorded if its record is there.
+        Commits left halfway are completed like a dead worker's (``complete_commits``): a
+        staged record beside a fence file is a decided outcome. A job file still at its fence
+        name after that goes back to its place and is committed again; one gone counts as
+        recorded if its record is there.
         """
         self.spool.complete_commits(os.getpid())
         for fin in finishes:
@@ -357,9 +358,11 @@ class Settler:
         ]
 
     def _unfence(self, finish: Finish) -> None:
-        # Only while the lease holds: after that the file at the fence name may be a reaper's
-        # (committing the job as lost), and its commit must not be undone.
-        if not self.lease_lost():
+        # Only while the lease on the job holds (not for a retired id's job): after that the
+        # file at the fence name may be a reaper's (committing the job as lost), and its
+        # commit must not be undone.
+        ours = self.spool.running_dir(self._worker_id()) + os.sep
+        if finish.src.startswith(ours) and not self.lease_lost():
             self.spool.unfence(finish.src)
 
     def _commit_again(self, finish: Finish) -> list[bool]:

@@ -1,10 +1,11 @@
 """Recording an outcome: the job file steps aside to its fence name, then the record lands.
 
-A worker killed between the two steps leaves the job in ``running/`` at its fence name and
-its staged record in ``tmp/``: the job is still running as far as anyone can tell, and the
-reaper runs it again. One killed after the record landed leaves the fence file behind: the
-outcome stands and the reaper drops the file. A commit refused by the filesystem at the
-record's step puts the job file back and records the outcome once.
+A worker killed between the two steps has decided the outcome: the job looks running until
+the worker is reaped, and the reaper completes the commit from the staged record (or, if a
+power cut emptied that, runs the job again). One killed after the record landed leaves the
+fence file behind: the outcome stands and the reaper drops the file, whatever became of the
+record since. A worker frozen in its commit while a reaper settles it records one outcome.
+A commit refused at the record's step puts the job file back and records the outcome once.
 """
 
 from __future__ import annotations
@@ -13,25 +14,29 @@ import errno
 import json
 import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from apps import die_in_commit
-from conftest import run_jobq
+from conftest import DEAD_WORKER, claimed_by_dead_worker, run_jobq
 
 import jobq
+from jobq.layout import is_fence_name
+from jobq.lease import reap_expired
+from jobq.model import Outcome, decode_job, encode_record
+from jobq.spool import Finish
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
     from conftest import WorkerProcess
 
 
-def status(spool: Path, job_id: str) -> dict[str, Any]:
-    """What ``jobq status ID --json`` says of a job."""
+def status(spool: Path, job_id: str, code: int = 0) -> dict[str, Any]:
+    """What ``jobq status ID --json`` says of a job (it exits 1 for a failed one)."""
     done = run_jobq("status", job_id, "--json", "--spool", str(spool))
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == code, done.stderr
     info: dict[str, Any] = json.loads(done.stdout)
     return info
 
@@ -69,7 +74,7 @@ def runs(job_out: Path) -> list[int]:
     return [int(line) for line in (job_out / "runs").read_text().split()]
 
 
-def test_a_worker_killed_between_fence_and_record_leaves_a_running_job_that_runs_again(
+def test_a_worker_killed_between_fence_and_record_has_its_outcome_completed_by_the_reaper(
     spool_path: Path, worker_process: Callable[..., WorkerProcess], job_out: Path
 ) -> None:
     handle = die_in_commit.touch.enqueue_sync()
@@ -80,6 +85,23 @@ def test_a_worker_killed_between_fence_and_record_leaves_a_running_job_that_runs
     assert fenced.name.endswith("-01.json")  # the fence name: a zero before the start count
     assert [p.suffix for p in (spool_path / "tmp").iterdir()] == [".rec"]
     assert status(spool_path, handle.id)["state"] == "running"
+
+    age_registrations(spool_path)
+    second = worker_process("apps.die_in_commit", "--spool", str(spool_path), "--burst")
+    assert second.wait() == 0, second.output()
+    assert runs(job_out) == [first.pid]  # not run again: its outcome was decided
+    info = status(spool_path, handle.id)
+    assert (info["state"], info["result"], info["attempts"]) == ("done", first.pid, 1)
+    assert leftovers(spool_path) == []
+
+
+def test_a_staged_record_emptied_by_a_power_cut_runs_the_job_again(
+    spool_path: Path, worker_process: Callable[..., WorkerProcess], job_out: Path
+) -> None:
+    handle = die_in_commit.touch.enqueue_sync()
+    first = run_killed(spool_path, worker_process, "fence")
+    (staged,) = (spool_path / "tmp").iterdir()
+    staged.write_bytes(b"")  # durability off: its data never reached the disk
 
     age_registrations(spool_path)
     second = worker_process("apps.die_in_commit", "--spool", str(spool_path), "--burst")
@@ -106,6 +128,66 @@ def test_a_worker_killed_after_the_record_landed_keeps_its_outcome(
     assert second.wait() == 0, second.output()
     assert runs(job_out) == [first.pid]  # not run again
     assert status(spool_path, handle.id)["result"] == first.pid
+    assert leftovers(spool_path) == []
+
+
+def test_a_fence_file_left_behind_does_not_bring_back_a_job_retried_meanwhile(
+    spool_path: Path, worker_process: Callable[..., WorkerProcess], job_out: Path
+) -> None:
+    handle = die_in_commit.fail.enqueue_sync()
+    first = run_killed(spool_path, worker_process, "record")
+    assert status(spool_path, handle.id, code=1)["state"] == "failed"
+    retried = run_jobq("retry", handle.id, "--spool", str(spool_path))
+    assert retried.returncode == 0, retried.stderr
+
+    age_registrations(spool_path)
+    second = worker_process("apps.die_in_commit", "--spool", str(spool_path), "--burst")
+    assert second.wait() == 0, second.output()
+    assert runs(job_out) == [first.pid, second.pid]  # the retry, once
+    assert status(spool_path, handle.id, code=1)["state"] == "failed"
+    assert not list((spool_path / "queues" / "default" / "pending").iterdir())
+    assert leftovers(spool_path) == []
+
+
+@pytest.mark.parametrize("when", ["before the record", "after the record"])
+def test_a_worker_frozen_in_its_commit_while_reaped_records_one_outcome(
+    spool_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    # The worker's lease runs out while it is between two steps of its commit; a reaper
+    # settles its commit meanwhile; then the worker carries on.
+    die_in_commit.touch.enqueue_sync()
+    spool, held = claimed_by_dead_worker(spool_path)
+    job = decode_job(Path(held.path).read_bytes())
+    outcome = Outcome("done", held.name.attempts, None, time.time(), result="frozen")
+    finish = Finish(held.path, "default", held.job_id, "done", encode_record(job, outcome))
+    real_rename, real_unlink = os.rename, os.unlink
+    reaped: list[str] = []
+    frozen = [True]
+
+    def reap_once() -> None:
+        if frozen.pop() if frozen else False:
+            age_registrations(spool_path)
+            reaped.extend(reap_expired(spool, "reaper.1.abcdef", 1.0))
+
+    def rename(src: str, dst: str) -> None:
+        if when == "before the record" and str(src).endswith(".rec"):
+            reap_once()
+        real_rename(src, dst)
+
+    def unlink(path: str) -> None:
+        if when == "after the record" and is_fence_name(os.path.basename(path)):
+            reap_once()
+        real_unlink(path)
+
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(os, "unlink", unlink)
+    assert spool.commit([finish]) == [True]
+    monkeypatch.undo()
+
+    assert reaped == [DEAD_WORKER]
+    record = json.loads((spool_path / "done" / "default" / f"{held.job_id}.json").read_bytes())
+    assert (record["state"], record["result"], record["attempts"]) == ("done", "frozen", 1)
+    assert not list((spool_path / "queues" / "default" / "pending").iterdir())
     assert leftovers(spool_path) == []
 
 

@@ -1,4 +1,4 @@
-"""Job files in the spool: layout, set-up, publish, claim, commit, requeue and promotion.
+"""Job files in the spool: layout, set-up, publish, claim, requeue and promotion.
 
 Every state change of a job is one ``rename`` (see ``jobq.spool.files``); the job's mutable
 state lives in its file name (see ``jobq.layout``).
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from jobq import layout as L
 from jobq.errors import InvalidName
-from jobq.layout import JobFileName, fence_name, parse_scheduled
+from jobq.layout import JobFileName, parse_scheduled
 from jobq.model import Job, encode_job
 from jobq.names import check_queue
 from jobq.spool.files import DIR_MODE, FILE_MODE, FileOps, list_names, translated
@@ -42,7 +42,7 @@ class Claimed:
 
 @dataclass(frozen=True, slots=True)
 class Finish:
-    """One outcome to commit: move ``src`` to ``STATE/QUEUE/ID.json`` and record ``record``."""
+    """An outcome to commit: job file ``src`` gives way to ``record`` (``STATE/QUEUE/ID.json``)."""
 
     src: str
     queue: str
@@ -303,78 +303,6 @@ class JobFiles(FileOps):
                 return None
         return Claimed(queue, name, dest)
 
-    def commit(self, finishes: Sequence[Finish]) -> list[bool]:
-        """Record outcomes: one group commit with one fsync per directory.
-
-        For each outcome the record is written (and synced) in ``tmp/``; then the job file
-        is moved out of the way (the fence: if it is gone, a reaper took the job back and
-        the outcome is discarded) and the record is renamed to ``STATE/QUEUE/ID.json`` (the
-        commit point). A job file in ``running/`` moves to its fence name beside it and is
-        removed once the group's records are in place: a record renamed over another file
-        costs ext4 an immediate writeback of it, and the fence stays within the directory.
-        A job file elsewhere (a cancelled pending job) moves to the record's place and the
-        record replaces it.
-
-        Returns:
-            For each outcome, True if it was recorded, False if it was fenced.
-        """
-        results: list[bool] = []
-        running = self.path(L.RUNNING, "")
-        with translated("record a job outcome"):
-            temps = [
-                self._temp_path(f"{fin.state}@{fin.queue}@{fin.job_id}", ".rec") for fin in finishes
-            ]
-            # One syncfs for the batch where that is safe. On failure (e.g. ENOSPC) it removes
-            # the files it wrote: nothing is committed and nothing is left behind.
-            inodes = self.write_new_many(
-                [(t, f.record) for t, f in zip(temps, finishes, strict=True)]
-            )
-            touched: set[str] = set()
-            fenced: list[str] = []
-            staged = list(temps)  # left in tmp/ if this fails: removed, unless a commit needs it
-            try:
-                for fin, tmp, tmp_ino in zip(finishes, temps, inodes, strict=True):
-                    self.ensure_queue(fin.queue)
-                    dest = self.finished_path(fin.state, fin.queue, fin.job_id)
-                    fence = _fence_path(fin.src) if fin.src.startswith(running) else dest
-                    if not self.move(fin.src, fence):
-                        self.remove(tmp)
-                        results.append(False)
-                        staged.remove(tmp)
-                        continue
-                    if fence == dest:
-                        staged.remove(tmp)  # the bare record's completion (complete_commits)
-                    if not self.rename(tmp, dest, src_ino=tmp_ino):
-                        # Our staged record was taken by a collector that thought us dead (we
-                        # were frozen between its writing and this rename): the job is ours,
-                        # record it again.
-                        self._publish_file(dest, fin.record)
-                    if fence != dest:
-                        fenced.append(fence)
-                        staged.remove(tmp)
-                    touched.add(os.path.dirname(dest))
-                    results.append(True)
-            except BaseException:
-                for tmp in staged:
-                    with contextlib.suppress(OSError):
-                        os.unlink(tmp)
-                raise
-            for directory in sorted(touched):
-                self.fsync_dir(directory)
-            # Only once the records are durable: until then a power cut finds the job file.
-            for fence in fenced:
-                self.remove(fence)
-        return results
-
-    def unfence(self, src: str) -> bool:
-        """Put a running job file left at its fence name (a commit that failed) back as ``src``.
-
-        For the worker that holds the job, before it commits the outcome again. Returns
-        False if there was no such file.
-        """
-        with translated("record a job outcome"):
-            return self.rename(_fence_path(src), src)
-
     def requeue(self, src: str, queue: str, name: JobFileName, due_us: int | None = None) -> bool:
         """Move a claimed (or scheduled) job back to pending, or to scheduled if ``due_us``.
 
@@ -450,8 +378,3 @@ class JobFiles(FileOps):
                 self._write_new(dest + L.REASON_SUFFIX, (reason.rstrip("\n") + "\n").encode())
             self.fsync_dir(self.path(L.INVALID))
         return dest
-
-
-def _fence_path(src: str) -> str:
-    directory, _, name = src.rpartition("/")
-    return f"{directory}/{fence_name(name)}"

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import orjson
@@ -23,10 +21,10 @@ from jobq.layout import (
     parse_running,
     parse_scheduled,
 )
-from jobq.model import CorruptJob, Job, Outcome, decode_job, encode_job, encode_record
-from jobq.names import check_job_id, check_queue
+from jobq.model import Job, encode_job
+from jobq.spool.commits import Commits
 from jobq.spool.files import DIR_MODE, FILE_MODE, list_names, translated
-from jobq.spool.jobs import Claimed, JobFiles
+from jobq.spool.jobs import Claimed
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -34,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ("SpoolDir",)
 
 
-class SpoolDir(JobFiles):
+class SpoolDir(Commits):
     """Low-level, blocking access to one spool directory.
 
     Args:
@@ -262,93 +260,9 @@ class SpoolDir(JobFiles):
             handled += 1
         return handled
 
-    def complete_commits(self, pid: int) -> int:
-        """Finish the commits that process ``pid`` left between their two renames.
-
-        Called by the reaper for a dead worker, so that its last recorded outcomes are complete
-        at once rather than after ``collect_tmp``'s hour. Safe even if another host's live
-        process has the same pid: ``commit`` records its outcome again if its staged record
-        was taken. Returns how many staged records were handled.
-        """
-        handled = 0
-        marker = f".{pid}."
-        directory = self.path(L.TMP)
-        for filename in list_names(directory):
-            if filename.endswith(".rec") and marker in filename:
-                self._complete_commit(os.path.join(directory, filename), filename)
-                handled += 1
-        return handled
-
-    def _complete_commit(self, path: str, filename: str) -> None:
-        """Move a staged record over its bare destination (commit point passed), else drop it.
-
-        A destination that holds only the job (no ``state``) was renamed there by the commit
-        that staged this record: the outcome is decided and only its contents are missing.
-        With no destination the commit never reached its commit point: the job is still in
-        ``running/`` and the reaper requeues it. A staged record that is not a whole record
-        (a power cut emptied it: durability off) must not replace the job: see
-        ``_recover_bare``.
-        """
-        state, _, rest = filename.partition("@")
-        queue, _, rest = rest.partition("@")
-        try:
-            if state not in L.FINISHED_STATES:
-                raise InvalidName(f"not a state: {state!r}")
-            dest = self.finished_path(state, check_queue(queue), check_job_id(rest.split(".")[0]))
-            bare = _state_of(self.read_file(dest)) is None
-        except (InvalidName, OSError, ValueError):
-            bare = False
-        if not bare:
-            self.remove(path)
-            return
-        with translated("complete an interrupted commit"):
-            try:
-                whole = _state_of(self.read_file(path)) == state
-            except (OSError, ValueError):
-                whole = False
-            if not whole:
-                self._recover_bare(dest, state)
-                self.remove(path)
-            elif self.rename(path, dest):
-                self.fsync_dir(os.path.dirname(dest))
-
-    def _recover_bare(self, dest: str, state: str) -> None:
-        """Settle a bare record whose staged record was lost: the job is there, its outcome not.
-
-        A job that ended ``done`` or ``failed`` goes back to pending and runs again, as any
-        job whose outcome was lost does (at least once); its lost start counts. One that was
-        ``cancelled`` stays cancelled: its record is written anew without the lost details.
-        """
-        try:
-            job = decode_job(self.read_file(dest))
-        except (OSError, CorruptJob):
-            return  # gone, or not a job: whoever reads the record quarantines it
-        if state == L.CANCELLED:
-            outcome = Outcome(L.CANCELLED, job.attempts_base, None, time.time())
-            self._publish_file(dest, encode_record(job, outcome))
-            return
-        name = replace(job.file_name, attempts=job.attempts_base + 1)
-        target = os.path.join(self.pending_dir(job.queue), name.filename)
-        self.ensure_queue(job.queue)
-        if self.move(dest, target):
-            self.fsync_dir(os.path.dirname(target))
-
     def key_age(self, job_id: str) -> float | None:
         """Seconds since the deduplication key of ``job_id`` was taken, None if it is free."""
         try:
             return self.now() - os.stat(self.path(L.KEYS, job_id)).st_mtime
         except FileNotFoundError:
             return None
-
-
-def _state_of(raw: bytes) -> str | None:
-    """The ``state`` of an outcome record, None for a bare one (the job without its outcome).
-
-    Raises:
-        ValueError: if ``raw`` is not a JSON object (orjson's decode error is one).
-    """
-    data = orjson.loads(raw)
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    state = data.get("state")
-    return state if isinstance(state, str) else None
