@@ -88,11 +88,13 @@ def floor_process(base: str, n: int, processes: int, durable: bool) -> tuple[flo
     - the read: open, fstat, read, close;
     - the job's output: one line written to a shared output file (the job's ``print``);
     - the record: O_EXCL create in ``tmp/``, fstat, write, close;
-    - the commit: stat and rename of the job file to ``done/ID``, then the record's rename
-      over it.
+    - the commit: stat and rename of the job file to its fence name beside it, the record's
+      rename to ``done/ID`` (a free name), and once the group's records are in place the
+      removal of the fence file.
 
     Durable, records are written in groups of ``GROUP``: one ``syncfs`` after the group's
-    records, then the renames, then one fsync of ``done/``, as a group commit does on Linux.
+    records, then the renames, then one fsync of ``done/``, then the fence files' removal, as
+    a group commit does on Linux.
     What is not here: the event loop, listing ``pending/``, the JSON, the log line, start-up.
     So this is an upper bound for a jobq worker on this disk, not a target. The CPU time is
     the processes' user + system time (the kernel's own threads, such as writeback, are not
@@ -196,15 +198,19 @@ def _work(
                     raise OSError(ctypes.get_errno(), "syncfs")
             finally:
                 os.close(anchor)
+        fences = []
         for name, held, record in claimed:
-            dest = os.path.join(done, name)
+            fence = held + ".fence"
             os.stat(held)
-            os.rename(held, dest)
-            os.rename(record, dest)
+            os.rename(held, fence)
+            os.rename(record, os.path.join(done, name))
+            fences.append(fence)
         if durable:
             directory = os.open(done, os.O_RDONLY | os.O_DIRECTORY)
             os.fsync(directory)
             os.close(directory)
+        for fence in fences:
+            os.unlink(fence)
 
 
 def main() -> None:
