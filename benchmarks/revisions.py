@@ -10,13 +10,16 @@ report gives medians and the second revision's ratio to the first:
 - ``drain``: ``--jobs`` jobs enqueued with no worker running, then ``jobq worker --burst
   --processes P`` started; jobs/s from the start to the last job's printed finish, and CPU µs
   per job of the worker processes (user + system). Its stdout and stderr go to files in
-  ``--dir``, as a service's journal would take them.
+  ``--dir``, as a service's journal would take them;
+- ``tasks`` (only with ``--measure``): durable ``await job.enqueue()`` from N tasks of one
+  asyncio loop at once, for each N of ``--tasks``, ``--durable-enqueues`` in all: jobs/s.
 
 Spools are made in ``--dir`` (tmpfs keeps the disk out of the figures; a disk shows what it
 adds) and removed after each run, outside the timed part.
 
     python benchmarks/revisions.py b930074 HEAD [--rounds 4] [--dir /dev/shm]
-        [--jobs 20000] [--processes 2] [--durable]
+        [--jobs 20000] [--processes 2] [--durable] [--measure enqueue,drain,tasks]
+        [--tasks 1,8,64] [--durable-enqueues 2000]
 """
 
 from __future__ import annotations
@@ -60,9 +63,24 @@ async def loop(n):
         await revisions_app.tick.enqueue()
     return time.perf_counter() - begin
 
+async def together(n, tasks):
+    async def some():
+        for _ in range(n // tasks):
+            await revisions_app.tick.enqueue()
+
+    begin = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(tasks):
+            tg.start_soon(some)
+    return time.perf_counter() - begin
+
 what, n = sys.argv[1], int(sys.argv[2])
 if what == "fill":
     anyio.run(loop, n)
+elif what.startswith("tasks="):
+    tasks = int(what[len("tasks="):])
+    anyio.run(loop, 1)  # creates the queue's directories
+    print(n // tasks * tasks / anyio.run(together, n, tasks))
 else:
     anyio.run(loop, 1)  # creates the queue's directories
     print(anyio.run(loop, n, backend=what) / n * 1e6)
@@ -113,6 +131,16 @@ def enqueue(tree: str, spool: str, backend: str, n: int) -> float:
     return float(done.stdout.split()[-1])
 
 
+def together(tree: str, spool: str, tasks: int, n: int) -> float:
+    """Jobs/s of durable ``await enqueue()`` from ``tasks`` tasks at once, ``n`` in all."""
+    env = environment(tree, spool, durable=True)
+    here = os.path.dirname(tree)
+    producer = os.path.join(here, "producer.py")
+    done = subprocess.run([sys.executable, producer, f"tasks={tasks}", str(n)], env=env,
+                          cwd=here, capture_output=True, text=True, check=True)  # fmt: skip
+    return float(done.stdout.split()[-1])
+
+
 def drain(tree: str, spool: str, args: argparse.Namespace) -> tuple[float, float]:
     """Jobs/s and CPU µs per job of ``jobq worker --burst`` draining ``args.jobs`` jobs."""
     env = environment(tree, spool, args.durable)
@@ -146,24 +174,35 @@ def main() -> None:
     parser.add_argument("--enqueues", type=int, default=20000, help="enqueues per loop")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--durable", action="store_true", help="drain a durable spool")
+    parser.add_argument("--measure", default="enqueue,drain", help="of enqueue, drain, tasks")
+    parser.add_argument("--tasks", default="1,8,64", help="task counts of the tasks measure")
+    parser.add_argument("--durable-enqueues", type=int, default=2000, help="per tasks run")
     args = parser.parse_args()
+    measure = set(args.measure.split(","))
     results: dict[str, dict[str, list[float]]] = {r: {} for r in args.revisions}
     with checkouts(args.revisions) as trees:
         for round_no in range(args.rounds):
             order = args.revisions if round_no % 2 == 0 else args.revisions[::-1]
             for rev in order:
                 got = results[rev]
-                for backend in ("asyncio", "trio"):
+                for backend in ("asyncio", "trio") if "enqueue" in measure else ():
                     spool = tempfile.mkdtemp(prefix="spool-", dir=args.dir)
                     got.setdefault(f"enqueue {backend} µs", []).append(
                         enqueue(trees[rev], spool, backend, args.enqueues)
                     )
                     shutil.rmtree(spool)
-                spool = tempfile.mkdtemp(prefix="spool-", dir=args.dir)
-                rate, cpu = drain(trees[rev], spool, args)
-                shutil.rmtree(spool)
-                got.setdefault("drain jobs/s", []).append(rate)
-                got.setdefault("drain CPU µs/job", []).append(cpu)
+                for tasks in map(int, args.tasks.split(",")) if "tasks" in measure else ():
+                    spool = tempfile.mkdtemp(prefix="spool-", dir=args.dir)
+                    got.setdefault(f"durable enqueue, {tasks} tasks, jobs/s", []).append(
+                        together(trees[rev], spool, tasks, args.durable_enqueues)
+                    )
+                    shutil.rmtree(spool)
+                if "drain" in measure:
+                    spool = tempfile.mkdtemp(prefix="spool-", dir=args.dir)
+                    rate, cpu = drain(trees[rev], spool, args)
+                    shutil.rmtree(spool)
+                    got.setdefault("drain jobs/s", []).append(rate)
+                    got.setdefault("drain CPU µs/job", []).append(cpu)
                 print(f"round {round_no + 1}: {rev}: " + ", ".join(
                     f"{k} {v[-1]:,.1f}" for k, v in got.items()), flush=True)  # fmt: skip
     old, new = args.revisions

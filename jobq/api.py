@@ -16,6 +16,7 @@ from jobq import admin, dependencies
 from jobq.config import spool_dir
 from jobq.context import JobContext, current_job_or_none, local_context
 from jobq.errors import ConfigurationError, SerializationError
+from jobq.gathering import gathering_for
 from jobq.handle import JobHandle
 from jobq.inline import gate_for
 from jobq.keys import holder_queue
@@ -227,7 +228,8 @@ class JobFunction(Generic[P, R, T]):
 
         A non-durable enqueue on a local disk runs on the event loop's thread, where it is
         cheaper than the hop to a worker thread; it never stalls the loop for more than about
-        a millisecond (``jobq.inline``).
+        a millisecond (``jobq.inline``). Durable enqueues made at the same time on one event
+        loop share their syncs (``jobq.gathering``).
 
         Raises:
             SerializationError: if an argument is not a JSON value.
@@ -240,6 +242,13 @@ class JobFunction(Generic[P, R, T]):
         # both always worth a thread.
         if self._opts.after or not spool.queue_ready(queue):
             handles = await anyio.to_thread.run_sync(self._publish, [call], spool)
+        elif spool.durable and self._opts.delay <= 0:
+            # Its syncs shared with the enqueues of the same moment (``jobq.gathering``).
+            job = self._build(call[0], call[1], time.time())
+            if await gathering_for(spool).publish(job):
+                return JobHandle(spool, job.id, job.queue)
+            holder, _ = await anyio.to_thread.run_sync(holder_queue, spool, job, None)
+            return JobHandle(spool, job.id, holder)
         else:
             gate = gate_for(spool.root, spool.durable)
             handles = await gate.call(lambda: self._publish([call], spool))

@@ -198,12 +198,20 @@ class JobFiles(FileOps):
             SerializationError: if a job's arguments are not JSON (nothing is published).
             SpoolError: if the filesystem refuses (nothing is published).
         """
-        if len(jobs) == 1 and jobs[0].key is None:
-            return [self._publish_one(jobs[0], due_us)]
-        return self._publish_batch(jobs, due_us)
+        return self.publish_encoded(jobs, [encode_job(job) for job in jobs], due_us)
 
-    def _publish_batch(self, jobs: Sequence[Job], due_us: int | None) -> list[bool]:
-        encoded = [(job, encode_job(job)) for job in jobs]
+    def publish_encoded(
+        self, jobs: Sequence[Job], data: Sequence[bytes], due_us: int | None = None
+    ) -> list[bool]:
+        """``publish`` for jobs already encoded (``encode_job``): ``data[i]`` is ``jobs[i]``'s."""
+        if len(jobs) == 1 and jobs[0].key is None:
+            return [self._publish_one(jobs[0], data[0], due_us)]
+        return self._publish_batch(jobs, data, due_us)
+
+    def _publish_batch(
+        self, jobs: Sequence[Job], data: Sequence[bytes], due_us: int | None
+    ) -> list[bool]:
+        encoded = list(zip(jobs, data, strict=True))
         for job in jobs:
             self.ensure_queue(job.queue)
         staged: list[tuple[str, str]] = []
@@ -213,12 +221,12 @@ class JobFiles(FileOps):
         renamed = 0
         try:
             with translated("enqueue"):
-                for job, data in encoded:
+                for job, raw in encoded:
                     if job.key is not None and not self._take_key(job.id, claimed_keys):
                         published.append(False)
                         continue
                     tmp = self._temp_path(job.id, ".job")
-                    writes.append((tmp, data))
+                    writes.append((tmp, raw))
                     staged.append((tmp, self._publish_target(job, due_us)))
                     published.append(True)
                 if writes:
@@ -245,11 +253,10 @@ class JobFiles(FileOps):
             raise
         return published
 
-    def _publish_one(self, job: Job, due_us: int | None) -> bool:
+    def _publish_one(self, job: Job, data: bytes, due_us: int | None) -> bool:
         # ``publish`` for the commonest call, one job without a key, with none of the batch's
         # bookkeeping: a single enqueue is the producer's hot path. Taken back if its
         # directory cannot be synced (not known durable, so reported as failed).
-        data = encode_job(job)
         self.ensure_queue(job.queue)
         with translated("enqueue"):
             self._publish_file(self._publish_target(job, due_us), data, take_back=True)
