@@ -22,12 +22,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from jobq.admin import retry_job
+from jobq.layout import is_fence_name
 from jobq.lease import LOST_ALLOWANCE, reap_expired, requeue_held
 from jobq.model import Job, Outcome, decode_record, encode_record
-from jobq.spool import Claimed, Finish, SpoolDir
+from jobq.spool import Claimed, Finish, SpoolDir, commits
 
 QUEUE = "q"
 WORKERS = 3
+fence_beside = commits._fence_beside
 LONG_AGO = 10_000.0
 
 
@@ -78,6 +80,7 @@ class SpoolMachine(RuleBasedStateMachine):
         self.jobs: dict[str, ModelJob] = {}
         self.claims: list[Claim] = []
         self.next_id = 0
+        self.committing: str | None = None  # a job whose outcome is decided, being committed
 
     def teardown(self) -> None:
         """Remove the temporary spool."""
@@ -108,7 +111,7 @@ class SpoolMachine(RuleBasedStateMachine):
 
     def _lose_worker(self, w: SimWorker, who: str) -> None:
         for model in self.jobs.values():
-            if model.place == f"running:{w.id}":
+            if model.place == f"running:{w.id}" and model.job.id != self.committing:
                 self._requeued_by_reaper(model.job.id, who)
 
     # -- rules -----------------------------------------------------------------------------
@@ -208,6 +211,70 @@ class SpoolMachine(RuleBasedStateMachine):
         record = encode_record(model.job, outcome)
         finish = Finish(claim.held.path, QUEUE, model.job.id, state, record)
         assert self.spool.commit([finish]) == [live]
+        if live:
+            model.place, model.recorded_by = state, claim.worker_id
+
+    @precondition(lambda self: bool(self.claims))
+    @rule(
+        pick=st.integers(0, 1000),
+        r=st.integers(0, WORKERS - 1),
+        failed=st.booleans(),
+        step=st.sampled_from([".rec", "fence"]),
+        beside=st.booleans(),
+    )
+    def commit_while_reaped(self, pick: int, r: int, failed: bool, step: str, beside: bool) -> None:
+        """The worker freezes inside its commit and is reaped; then it carries on.
+
+        It freezes just before its record's rename (``.rec``) or before removing its fence
+        file (``fence``), committing with the fence beside the job file or, as on a network
+        filesystem, with the job file moved to the record's place. Its outcome stands.
+        """
+        claim = self._claim_at(pick)
+        if claim is None:
+            return
+        self.claims.remove(claim)
+        live = self._live(claim)
+        model = self.jobs[claim.held.job_id]
+        state = "failed" if failed else "done"
+        outcome = Outcome(
+            state, claim.held.name.attempts, None, time.time(), worker=claim.worker_id
+        )
+        finish = Finish(
+            claim.held.path, QUEUE, model.job.id, state, encode_record(model.job, outcome)
+        )
+        frozen = next((w for w in self.workers if w.id == claim.worker_id), None)
+        reaper = self.workers[r]
+        real_rename, real_unlink = os.rename, os.unlink
+
+        def reaped_meanwhile() -> None:
+            os.rename, os.unlink = real_rename, real_unlink
+            if frozen is None or frozen is reaper or not frozen.registered:
+                return
+            past = time.time() - LONG_AGO
+            os.utime(self.spool.worker_file(frozen.id), (past, past))
+            frozen.expired = True
+            self.reap(r)  # the model's reap: every other job of the frozen worker goes back
+
+        def rename(src: str, dst: str) -> None:
+            if step == ".rec" and str(src).endswith(".rec"):
+                reaped_meanwhile()
+            real_rename(src, dst)
+
+        def unlink(path: str) -> None:
+            if step == "fence" and is_fence_name(os.path.basename(path)):
+                reaped_meanwhile()
+            real_unlink(path)
+
+        os.rename, os.unlink = rename, unlink  # type: ignore[assignment]
+        commits._fence_beside = lambda root: beside  # type: ignore[assignment]
+        self.committing = model.job.id if live else None
+        try:
+            recorded = self.spool.commit([finish])
+        finally:
+            os.rename, os.unlink = real_rename, real_unlink
+            commits._fence_beside = fence_beside
+            self.committing = None
+        assert recorded == [live]
         if live:
             model.place, model.recorded_by = state, claim.worker_id
 
