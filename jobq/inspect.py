@@ -132,7 +132,7 @@ def spool_stats(spool: SpoolDir) -> dict[str, Any]:
     for worker_id in spool.running_workers():
         for filename in list_names(spool.running_dir(worker_id)):
             queue = filename.partition("@")[0]
-            if queue in queues:
+            if queue in queues and not _recorded_fence(spool, filename):
                 queues[queue][L.RUNNING] += 1
     ordered = {q: {s: counts[s] for s in STATES} for q, counts in queues.items()}
     return {
@@ -401,11 +401,26 @@ def _paths(spool: SpoolDir, state: str, queue: str) -> list[tuple[str, int | Non
                     q, name = parse_running(n)
                 except ValueError:
                     continue
-                if q == queue:
+                if q == queue and not _recorded_fence(spool, n):
                     found.append((os.path.join(directory, n), name.attempts))
         return found
     directory = spool.path(state, queue)
     return [(os.path.join(directory, n), None) for n in sorted(list_names(directory), reverse=True)]
+
+
+def _recorded_fence(spool: SpoolDir, filename: str) -> bool:
+    """Whether a running directory's ``filename`` is a fence file whose record is in place.
+
+    Such a file is a finished job a commit has not tidied yet (or whose worker died just
+    then): it counts as its record, not as running too.
+    """
+    if not L.is_fence_name(filename):
+        return False
+    try:
+        queue, name = parse_running(filename)
+    except ValueError:
+        return False
+    return spool.find_finished(name.job_id, [queue]) is not None
 
 
 def _attempts(filename: str) -> int | None:

@@ -122,6 +122,11 @@ def test_a_worker_killed_after_the_record_landed_keeps_its_outcome(
     assert (info["state"], info["result"], info["attempts"]) == ("done", first.pid, 1)
     (running_dir,) = (spool_path / "running").iterdir()
     assert [p.name.endswith("-01.json") for p in running_dir.iterdir()] == [True]
+    # The fence file left behind is the finished job, counted once: as done.
+    counts = json.loads(run_jobq("status", "--json", "--spool", str(spool_path)).stdout)
+    assert (counts["queues"]["default"]["running"], counts["queues"]["default"]["done"]) == (0, 1)
+    listed = run_jobq("jobs", "--state", "running", "--json", "--spool", str(spool_path))
+    assert json.loads(listed.stdout) == []
 
     age_registrations(spool_path)
     second = worker_process("apps.die_in_commit", "--spool", str(spool_path), "--burst")
