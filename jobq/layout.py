@@ -175,7 +175,8 @@ def fence_name(running_name: str) -> str:
     Renaming the job file there is the commit's fence: of the worker and a reaper taking the
     job back, one rename wins. The name differs from the running name only by a zero before
     the start count (``Q@PPPPP-T-ID-0A.json``), so every reader (``parse_running``) still
-    reads it as the same running job, and a reaper requeues it under its pending name.
+    reads it as the same job; a reaper that finds it completes the commit it belongs to
+    (``jobq.spool.commits``).
     """
     head, _, tail = running_name.rpartition("-")
     return f"{head}-0{tail}"
