@@ -40,6 +40,7 @@ __all__ = (
     "TRUSTED_POLL",
     "Backoff",
     "Wakeup",
+    "call_soon_threadsafe",
     "events_enabled",
     "filesystem_type",
     "local_filesystem",
@@ -324,7 +325,7 @@ def watching(
 # -- waking a task from the watcher thread --------------------------------------------------
 
 
-def _call_soon_threadsafe() -> Callable[[Callable[[], None]], object]:
+def call_soon_threadsafe() -> Callable[[Callable[[], None]], object]:
     """The running event loop's way to run a callback soon, callable from any thread."""
     try:
         return asyncio.get_running_loop().call_soon_threadsafe
@@ -345,7 +346,7 @@ class Wakeup:
     """
 
     def __init__(self, on_raise: Callable[[], None] | None = None) -> None:
-        self._call_soon = _call_soon_threadsafe()
+        self._call_soon = call_soon_threadsafe()
         self._on_raise = on_raise
         self._event = anyio.Event()
         self._in_flight = False

@@ -116,3 +116,41 @@ async def test_one_key_enqueued_twice_in_a_group_is_one_job(spool_path: Path) ->
     assert len(pending(spool_path)) == 2
     await jobq.Worker(spool_path).run(burst=True)
     assert await handles[0].result(timeout=5) == 5
+
+
+async def test_a_cancelled_enqueue_leaves_its_group_and_the_next_enqueues_working(
+    spool_path: Path, anyio_backend: str
+) -> None:
+    await e2e.add.enqueue(0, 0)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await e2e.add.enqueue(0, 1)  # cancelled before it began: nothing published
+    assert len(pending(spool_path)) == 1
+
+    # The first enqueue of a group is cancelled while the group waits to be written: by the
+    # event loop's own means too (a server dropping a request, asyncio.wait_for).
+    if anyio_backend == "asyncio":
+        import asyncio
+
+        tasks = [asyncio.ensure_future(e2e.add.enqueue(i, 1)) for i in range(8)]
+        await asyncio.sleep(0)
+        tasks[0].cancel()
+        ended = await asyncio.gather(*tasks, return_exceptions=True)
+        assert isinstance(ended[0], asyncio.CancelledError)
+    else:
+        async with anyio.create_task_group() as tg:
+            scopes = [anyio.CancelScope() for _ in range(8)]
+            for i, each in enumerate(scopes):
+                tg.start_soon(_enqueue_in, each, i)
+            await anyio.lowlevel.checkpoint()
+            scopes[0].cancel()
+    with anyio.fail_after(10):
+        await e2e.add.enqueue(99, 1)
+    # Every enqueue that joined a group was written, the cancelled one's included.
+    assert len(pending(spool_path)) == 1 + 8 + 1
+    assert os.listdir(spool_path / "tmp") == []
+
+
+async def _enqueue_in(scope: anyio.CancelScope, i: int) -> None:
+    with scope:
+        await e2e.add.enqueue(i, 1)
