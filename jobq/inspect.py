@@ -120,20 +120,29 @@ def worker_list(spool: SpoolDir, *, include_expired: bool = False) -> list[dict[
 
 def spool_stats(spool: SpoolDir) -> dict[str, Any]:
     """Counts per queue and state, and the live workers (``jobq status --json``)."""
+    # Running first: a job at its fence name whose record the later listing finds counts once,
+    # as finished (its worker removes the fence file right after).
+    running: dict[str, int] = {}
+    fenced: dict[str, set[str]] = {}
+    for worker_id in spool.running_workers():
+        for filename in list_names(spool.running_dir(worker_id)):
+            queue = filename.partition("@")[0]
+            if L.is_fence_name(filename):
+                job_id = filename.removesuffix(L.JOB_SUFFIX).split("-")[-2]
+                fenced.setdefault(queue, set()).add(job_id)
+            else:
+                running[queue] = running.get(queue, 0) + 1
     queues: dict[str, dict[str, int]] = {}
     for queue in spool.queues():
+        finished = {state: list_names(spool.path(state, queue)) for state in L.FINISHED_STATES}
+        recorded = {n.removesuffix(L.JOB_SUFFIX) for names in finished.values() for n in names}
         queues[queue] = {
             L.PENDING: len(spool.pending_names(queue)),
             L.SCHEDULED: len(spool.scheduled_names(queue)),
             L.WAITING: len(list_names(spool.waiting_dir(queue))),
-            L.RUNNING: 0,
-            **{state: len(list_names(spool.path(state, queue))) for state in L.FINISHED_STATES},
+            L.RUNNING: running.get(queue, 0) + len(fenced.get(queue, set()) - recorded),
+            **{state: len(names) for state, names in finished.items()},
         }
-    for worker_id in spool.running_workers():
-        for filename in list_names(spool.running_dir(worker_id)):
-            queue = filename.partition("@")[0]
-            if queue in queues and not _recorded_fence(spool, filename):
-                queues[queue][L.RUNNING] += 1
     ordered = {q: {s: counts[s] for s in STATES} for q, counts in queues.items()}
     return {
         "spool": spool.root,

@@ -57,6 +57,7 @@ __all__ = (
     "parse_running",
     "parse_scheduled",
     "quarantined_record_name",
+    "worker_pid",
 )
 
 FORMAT_VERSION = 1
@@ -167,6 +168,15 @@ def parse_running(name: str) -> tuple[str, JobFileName]:
     if not sep:
         raise InvalidName(f"not a running job file name: {name!r}")
     return check_queue(queue), JobFileName.parse(rest)
+
+
+def worker_pid(worker_id: str) -> int | None:
+    """The pid in a jobq worker id (``host.pid.random``, docs/spool-format.md), if it has one.
+
+    It names the staged records of that worker's commits (``STATE@Q@ID.PID.RANDOM.rec``).
+    """
+    parts = worker_id.split(".")
+    return int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
 
 
 def fence_name(running_name: str) -> str:

@@ -219,6 +219,9 @@ def reap_worker(
     for held in spool.running_jobs(worker_id):
         try:
             what = requeue_held(spool, held, who=who)
+            if what in ("requeued", "failed") and pid is not None:
+                # Its commit can no longer pass its fence: what it staged is stale.
+                spool.drop_staged(held.queue, held.job_id, pid)
         except (SpoolError, OSError):
             logger.warning("reaping %s failed: %s", held.path, traceback.format_exc(limit=1))
             continue
@@ -237,16 +240,6 @@ def lease_of(info: dict[str, object], estimate: float = DEFAULT_LEASE) -> float:
     if isinstance(lease, bool) or not isinstance(lease, int | float) or not lease > 0:
         return estimate
     return float(lease)
-
-
-def _pid_in(worker_id: str) -> int | None:
-    """The pid in a jobq worker id (``host.pid.random``, docs/spool-format.md), if it has one.
-
-    For a dead worker whose registration no longer says it: with the pid, the reaper
-    completes the commits it left halfway at once rather than after ``collect_tmp``'s hour.
-    """
-    parts = worker_id.split(".")
-    return int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
 
 
 def reap_expired(spool: SpoolDir, own_id: str, lease: float | None = None) -> list[str]:
@@ -271,7 +264,7 @@ def reap_expired(spool: SpoolDir, own_id: str, lease: float | None = None) -> li
         registered.add(worker_id)
         if worker_id != own_id and now - seen > lease_of(info, estimate):
             pid = info.get("pid")
-            pid = pid if isinstance(pid, int) else _pid_in(worker_id)
+            pid = pid if isinstance(pid, int) else L.worker_pid(worker_id)
             counts = reap_worker(spool, worker_id, who=own_id, pid=pid)
             logger.warning(
                 "reaped worker %s (silent for %.1f s): %s", worker_id, now - seen, counts
@@ -285,6 +278,6 @@ def reap_expired(spool: SpoolDir, own_id: str, lease: float | None = None) -> li
         except FileNotFoundError:
             continue
         if age > estimate:
-            reap_worker(spool, worker_id, who=own_id, pid=_pid_in(worker_id))
+            reap_worker(spool, worker_id, who=own_id, pid=L.worker_pid(worker_id))
             reaped.append(worker_id)
     return reaped

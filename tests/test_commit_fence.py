@@ -23,9 +23,9 @@ from conftest import DEAD_WORKER, claimed_by_dead_worker, run_jobq
 
 import jobq
 from jobq.layout import is_fence_name
-from jobq.lease import reap_expired
+from jobq.lease import reap_expired, reap_worker, requeue_held
 from jobq.model import Outcome, decode_job, encode_record
-from jobq.spool import Finish, commits
+from jobq.spool import Finish, SpoolDir, commits
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -228,3 +228,56 @@ async def test_a_record_refused_at_its_rename_is_recorded_once_when_the_spool_le
     assert runs(job_out) == [os.getpid()]
     assert (await handle.info())["attempts"] == 1
     assert leftovers(spool_path) == []
+
+
+@pytest.mark.parametrize("reaper_steps", ["around the fence", "before the fence"])
+def test_a_worker_frozen_before_its_fence_while_reaped_loses_nothing(
+    spool_path: Path, monkeypatch: pytest.MonkeyPatch, reaper_steps: str
+) -> None:
+    # The worker (this process: its staged records carry this pid) has staged its record and
+    # freezes before the fence. A reaper either runs whole meanwhile (the job goes back and
+    # the outcome is discarded) or is itself interleaved: it completes commits of the pid,
+    # the worker fences, then the reaper lists the running directory and finds the fence.
+    die_in_commit.touch.enqueue_sync()
+    spool = SpoolDir(spool_path)
+    worker_id = f"host.{os.getpid()}.abcdef"
+    spool.register_worker(worker_id, {"id": worker_id, "pid": os.getpid(), "lease": 1.0})
+    (name,) = spool.pending_names("default")
+    held = spool.claim(worker_id, "default", name)
+    assert held is not None
+    job = decode_job(Path(held.path).read_bytes())
+    outcome = Outcome("done", held.name.attempts, None, time.time(), result="frozen")
+    finish = Finish(held.path, "default", held.job_id, "done", encode_record(job, outcome))
+    real_rename = os.rename
+    steps: list[str] = []
+
+    def rename(src: str, dst: str) -> None:
+        if str(src) == held.path and not steps:
+            steps.append("fence")
+            if reaper_steps == "before the fence":
+                reap_worker(spool, worker_id, who="reaper", pid=os.getpid())
+            else:
+                spool.complete_commits(os.getpid())
+        elif (
+            str(src).endswith(".rec") and steps == ["fence"] and reaper_steps == "around the fence"
+        ):
+            steps.append("record")
+            for each in spool.running_jobs(worker_id):
+                requeue_held(spool, each, who="reaper")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    recorded = spool.commit([finish])
+    monkeypatch.undo()
+
+    pending = list((spool_path / "queues" / "default" / "pending").iterdir())
+    if reaper_steps == "before the fence":
+        assert recorded == [False]  # fenced: the job went back and runs again
+        assert len(pending) == 1
+    else:
+        assert recorded == [True]  # the reaper completed the decided outcome
+        record = json.loads((spool_path / "done" / "default" / f"{held.job_id}.json").read_bytes())
+        assert record["result"] == "frozen"
+        assert pending == []
+    assert list((spool_path / "tmp").iterdir()) == []
+    assert [p for d in (spool_path / "running").iterdir() for p in d.iterdir()] == []

@@ -146,8 +146,10 @@ class Commits(JobFiles):
             runs again, as any job whose outcome was lost) or ``gone``.
         """
         completed = lost = False
+        # Only its worker's staged records: a fenced-out attempt's may linger beside them.
+        pid = L.worker_pid(os.path.basename(os.path.dirname(held.path)))
         with translated("complete an interrupted commit"):
-            for path, state in self._staged(held.queue, held.job_id):
+            for path, state in self._staged(held.queue, held.job_id, pid):
                 try:
                     whole = _state_of(self.read_file(path)) == state
                 except FileNotFoundError:
@@ -204,12 +206,18 @@ class Commits(JobFiles):
         except InvalidName:
             self.remove(path)
             return
-        for fence in self._fences(queue, job_id):
+        for fence in self._running(queue, job_id, fences=True):
             with contextlib.suppress(InvalidName):
                 self.settle_fence(Claimed(*parse_running(os.path.basename(fence)), fence))
         dest = self.finished_path(state, queue, job_id)
         try:
             bare = _state_of(self.read_file(dest)) is None
+        except FileNotFoundError:
+            # A job file still at its running name may yet be fenced by a worker that froze
+            # after staging this: that fence must find it. The reaper drops it otherwise.
+            if self._running(queue, job_id, fences=False):
+                return
+            bare = False
         except (OSError, ValueError):
             bare = False
         if not bare:
@@ -247,20 +255,26 @@ class Commits(JobFiles):
         if self.move(dest, target):
             self.fsync_dir(os.path.dirname(target))
 
-    def _staged(self, queue: str, job_id: str) -> list[tuple[str, str]]:
-        """The staged records of one job in ``tmp/``, with the state each was staged for."""
+    def drop_staged(self, queue: str, job_id: str, pid: int) -> None:
+        """Remove the records process ``pid`` staged for a job it no longer holds (reaped)."""
+        for path, _ in self._staged(queue, job_id, pid):
+            self.remove(path)
+
+    def _staged(self, queue: str, job_id: str, pid: int | None = None) -> list[tuple[str, str]]:
+        """The staged records of one job in ``tmp/`` (of process ``pid``), with their states."""
         found = []
         directory = self.path(L.TMP)
+        prefix = f"{queue}@{job_id}." if pid is None else f"{queue}@{job_id}.{pid}."
         for filename in list_names(directory):
             state, _, rest = filename.partition("@")
-            if filename.endswith(".rec") and rest.startswith(f"{queue}@{job_id}."):
+            if filename.endswith(".rec") and rest.startswith(prefix):
                 found.append((os.path.join(directory, filename), state))
         return found
 
-    def _fences(self, queue: str, job_id: str) -> list[str]:
-        """Fence files of one job in any worker's running directory."""
-        pattern = os.path.join(glob.escape(self.path(L.RUNNING)), "*", f"{queue}@*-{job_id}-0*")
-        return [p for p in glob.glob(pattern) if L.is_fence_name(os.path.basename(p))]
+    def _running(self, queue: str, job_id: str, *, fences: bool) -> list[str]:
+        """One job's files in any worker's running directory: at fence names, or not."""
+        pattern = os.path.join(glob.escape(self.path(L.RUNNING)), "*", f"{queue}@*-{job_id}-*")
+        return [p for p in glob.glob(pattern) if L.is_fence_name(os.path.basename(p)) == fences]
 
     def _finished(self, queue: str, job_id: str) -> bool:
         return any(os.path.exists(self.finished_path(s, queue, job_id)) for s in L.FINISHED_STATES)
