@@ -281,3 +281,25 @@ def test_a_worker_frozen_before_its_fence_while_reaped_loses_nothing(
         assert pending == []
     assert list((spool_path / "tmp").iterdir()) == []
     assert [p for d in (spool_path / "running").iterdir() for p in d.iterdir()] == []
+
+
+def test_two_movers_of_one_job_file_to_its_fence_do_not_both_win(
+    spool_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker and a reaper (giving up on a job that killed its workers) fence the same
+    # file: one rename wins. On a local filesystem the loser's ENOENT is the truth, though
+    # it finds that very file at the fence name.
+    die_in_commit.touch.enqueue_sync()
+    spool, held = claimed_by_dead_worker(spool_path)
+    fence = commits.fence_path(held.path)
+    real_rename = os.rename
+
+    def rival_first(src: str, dst: str) -> None:
+        if str(src) == held.path and not os.path.exists(fence):
+            real_rename(src, dst)  # the other mover's rename lands first
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rival_first)
+    assert spool.move(held.path, fence) is False
+    monkeypatch.undo()
+    assert os.path.exists(fence)

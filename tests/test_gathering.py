@@ -133,7 +133,7 @@ async def test_a_cancelled_enqueue_leaves_its_group_and_the_next_enqueues_workin
         import asyncio
 
         tasks = [asyncio.ensure_future(e2e.add.enqueue(i, 1)) for i in range(8)]
-        await asyncio.sleep(0)
+        await anyio.wait_all_tasks_blocked()  # each has joined a group and waits for it
         tasks[0].cancel()
         ended = await asyncio.gather(*tasks, return_exceptions=True)
         assert isinstance(ended[0], asyncio.CancelledError)
@@ -142,7 +142,7 @@ async def test_a_cancelled_enqueue_leaves_its_group_and_the_next_enqueues_workin
             scopes = [anyio.CancelScope() for _ in range(8)]
             for i, each in enumerate(scopes):
                 tg.start_soon(_enqueue_in, each, i)
-            await anyio.lowlevel.checkpoint()
+            await anyio.wait_all_tasks_blocked()
             scopes[0].cancel()
     with anyio.fail_after(10):
         await e2e.add.enqueue(99, 1)

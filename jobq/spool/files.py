@@ -62,6 +62,12 @@ def _syncfs_usable(root: str) -> bool:
     return (major, minor) >= (5, 8) and local_filesystem(root)
 
 
+@functools.lru_cache(maxsize=16)
+def _replies_may_be_lost(root: str) -> bool:
+    """Whether a rename under ``root`` may report failure although it succeeded (not local)."""
+    return not local_filesystem(root)
+
+
 @functools.lru_cache(maxsize=1)
 def _libc_syncfs() -> Any:
     try:
@@ -228,23 +234,39 @@ class FileOps:
                     os.unlink(dest)
             raise
 
-    def rename(self, src: str, dst: str, *, src_ino: int | None = None) -> bool:
+    def rename(
+        self, src: str, dst: str, *, src_ino: int | None = None, shared: bool = False
+    ) -> bool:
         """Rename ``src`` to ``dst``; False if ``src`` was gone (a lost race).
 
         On a network filesystem a rename can report ENOENT although it succeeded (its reply
         was lost and the retry found no source). Like Postfix's ``sane_rename`` we then look at
         the destination: when ``src_ino`` is given, the destination must be that very file;
-        otherwise (destinations private to the caller) its existence is enough.
+        otherwise (destinations private to the caller) its existence is enough. A ``shared``
+        source (a job file other actors move too) is judged by ENOENT alone on a local
+        filesystem, where replies are never lost: two movers of one file to one name (a
+        worker and a reaper fencing the same job) must not both find it there and win.
         """
         try:
             os.rename(src, dst)
         except FileNotFoundError:
+            if shared and not _replies_may_be_lost(self.root):
+                return False
             try:
                 found = os.stat(dst).st_ino
             except FileNotFoundError:
                 return False
             return os.path.exists(src) is False and (src_ino is None or found == src_ino)
         return True
+
+    def place(self, tmp: str, dest: str) -> None:
+        """Rename a temp file of ours into place; its loss is an error, a lost reply is not.
+
+        Raises:
+            FileNotFoundError: if ``tmp`` was gone (someone removed our temp file).
+        """
+        if not self.rename(tmp, dest):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), tmp)
 
     def move(self, src: str, dst: str) -> bool:
         """``rename`` for a destination other actors may produce too (a reaper, a collector).
@@ -256,7 +278,7 @@ class FileOps:
             ino = os.stat(src).st_ino
         except FileNotFoundError:
             return False
-        return self.rename(src, dst, src_ino=ino)
+        return self.rename(src, dst, src_ino=ino, shared=True)
 
     # -- removal ---------------------------------------------------------------------------
 

@@ -234,7 +234,7 @@ class JobFiles(FileOps):
                 if claimed_keys:
                     self.fsync_dir(self.path(L.KEYS))
                 for tmp, dest in staged:
-                    os.rename(tmp, dest)
+                    self.place(tmp, dest)
                     renamed += 1
                 for directory in sorted({os.path.dirname(dest) for _, dest in staged}):
                     self.fsync_dir(directory)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import Any
 
 import jobq
 import jobq.spool.files
@@ -23,12 +24,10 @@ def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _rename_or_die(
-    self: jobq.spool.files.FileOps, src: str, dst: str, *, src_ino: int | None = None
-) -> bool:
+def _rename_or_die(self: jobq.spool.files.FileOps, src: str, dst: str, **kwargs: Any) -> bool:
     if _STEP == "fence" and src.endswith(".rec"):
         _die()
-    return _rename(self, src, dst, src_ino=src_ino)
+    return _rename(self, src, dst, **kwargs)
 
 
 def _remove_or_die(self: jobq.spool.files.FileOps, path: str) -> bool:
