@@ -365,14 +365,10 @@ class Settler:
         if finish.src.startswith(ours) and not self.lease_lost():
             self.spool.unfence(finish.src)
 
-    def _commit_again(self, finish: Finish) -> list[bool]:
-        """Commit one outcome again after an error, from its fence name if it was left there."""
-        self._unfence(finish)
-        return self.spool.commit([finish])
-
     async def _commit_alone(self, finish: Finish) -> bool | OSError:
+        # As after an outage: the error may have struck past the job file's first move.
         try:
-            return (await anyio.to_thread.run_sync(self._commit_again, finish))[0]
+            return (await anyio.to_thread.run_sync(self._recommit, [finish]))[0]
         except OSError as exc:  # SpoolError is an OSError too
             logger.error("job %s: cannot record its outcome: %s", finish.job_id, exc)
             return exc
