@@ -128,8 +128,8 @@ def spool_stats(spool: SpoolDir) -> dict[str, Any]:
         for filename in list_names(spool.running_dir(worker_id)):
             queue = filename.partition("@")[0]
             if L.is_fence_name(filename):
-                job_id = filename.removesuffix(L.JOB_SUFFIX).split("-")[-2]
-                fenced.setdefault(queue, set()).add(job_id)
+                with contextlib.suppress(ValueError):
+                    fenced.setdefault(queue, set()).add(parse_running(filename)[1].job_id)
             else:
                 running[queue] = running.get(queue, 0) + 1
     queues: dict[str, dict[str, int]] = {}

@@ -63,6 +63,16 @@ def age_registrations(spool: Path) -> None:
         os.utime(registration, (long_ago, long_ago))
 
 
+def reap_with_a_second_worker(
+    spool: Path, worker_process: Callable[..., WorkerProcess]
+) -> WorkerProcess:
+    """Age the registrations, then run a burst worker (it reaps first); it exits 0."""
+    age_registrations(spool)
+    second = worker_process("apps.die_in_commit", "--spool", str(spool), "--burst")
+    assert second.wait() == 0, second.output()
+    return second
+
+
 def leftovers(spool: Path) -> list[str]:
     """Files left where a finished commit leaves none: ``tmp/``, ``running/``, ``invalid/``."""
     found = [*(spool / "tmp").iterdir(), *(spool / "invalid").iterdir()]
@@ -87,9 +97,7 @@ def test_a_worker_killed_between_fence_and_record_has_its_outcome_completed_by_t
     assert [p.suffix for p in (spool_path / "tmp").iterdir()] == [".rec"]
     assert status(spool_path, handle.id)["state"] == "running"
 
-    age_registrations(spool_path)
-    second = worker_process("apps.die_in_commit", "--spool", str(spool_path), "--burst")
-    assert second.wait() == 0, second.output()
+    reap_with_a_second_worker(spool_path, worker_process)
     assert runs(job_out) == [first.pid]  # not run again: its outcome was decided
     info = status(spool_path, handle.id)
     assert (info["state"], info["result"], info["attempts"]) == ("done", first.pid, 1)
@@ -104,9 +112,7 @@ def test_a_staged_record_emptied_by_a_power_cut_runs_the_job_again(
     (staged,) = (spool_path / "tmp").iterdir()
     staged.write_bytes(b"")  # durability off: its data never reached the disk
 
-    age_registrations(spool_path)
-    second = worker_process("apps.die_in_commit", "--spool", str(spool_path), "--burst")
-    assert second.wait() == 0, second.output()
+    second = reap_with_a_second_worker(spool_path, worker_process)
     assert runs(job_out) == [first.pid, second.pid]
     info = status(spool_path, handle.id)
     assert (info["state"], info["result"], info["attempts"]) == ("done", second.pid, 2)
@@ -129,9 +135,7 @@ def test_a_worker_killed_after_the_record_landed_keeps_its_outcome(
     listed = run_jobq("jobs", "--state", "running", "--json", "--spool", str(spool_path))
     assert json.loads(listed.stdout) == []
 
-    age_registrations(spool_path)
-    second = worker_process("apps.die_in_commit", "--spool", str(spool_path), "--burst")
-    assert second.wait() == 0, second.output()
+    reap_with_a_second_worker(spool_path, worker_process)
     assert runs(job_out) == [first.pid]  # not run again
     assert status(spool_path, handle.id)["result"] == first.pid
     assert leftovers(spool_path) == []
@@ -146,9 +150,7 @@ def test_a_fence_file_left_behind_does_not_bring_back_a_job_retried_meanwhile(
     retried = run_jobq("retry", handle.id, "--spool", str(spool_path))
     assert retried.returncode == 0, retried.stderr
 
-    age_registrations(spool_path)
-    second = worker_process("apps.die_in_commit", "--spool", str(spool_path), "--burst")
-    assert second.wait() == 0, second.output()
+    second = reap_with_a_second_worker(spool_path, worker_process)
     assert runs(job_out) == [first.pid, second.pid]  # the retry, once
     assert status(spool_path, handle.id, code=1)["state"] == "failed"
     assert not list((spool_path / "queues" / "default" / "pending").iterdir())

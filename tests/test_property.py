@@ -114,6 +114,20 @@ class SpoolMachine(RuleBasedStateMachine):
             if model.place == f"running:{w.id}" and model.job.id != self.committing:
                 self._requeued_by_reaper(model.job.id, who)
 
+    def _take_claim(self, pick: int, failed: bool) -> tuple[Claim, bool, Finish] | None:
+        """A claim the worker now ends, whether it is still live, and its outcome to commit."""
+        claim = self._claim_at(pick)
+        if claim is None:
+            return None
+        self.claims.remove(claim)
+        model = self.jobs[claim.held.job_id]
+        state = "failed" if failed else "done"
+        outcome = Outcome(
+            state, claim.held.name.attempts, None, time.time(), worker=claim.worker_id
+        )
+        record = encode_record(model.job, outcome)
+        return claim, self._live(claim), Finish(claim.held.path, QUEUE, model.job.id, state, record)
+
     # -- rules -----------------------------------------------------------------------------
 
     @initialize(retries=st.lists(st.integers(0, 2), min_size=2, max_size=6))
@@ -198,21 +212,14 @@ class SpoolMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.claims))
     @rule(pick=st.integers(0, 1000), failed=st.booleans())
     def commit(self, pick: int, failed: bool) -> None:
-        claim = self._claim_at(pick)
-        if claim is None:
+        taken = self._take_claim(pick, failed)
+        if taken is None:
             return
-        self.claims.remove(claim)
-        live = self._live(claim)
-        model = self.jobs[claim.held.job_id]
-        state = "failed" if failed else "done"
-        outcome = Outcome(
-            state, claim.held.name.attempts, None, time.time(), worker=claim.worker_id
-        )
-        record = encode_record(model.job, outcome)
-        finish = Finish(claim.held.path, QUEUE, model.job.id, state, record)
+        claim, live, finish = taken
         assert self.spool.commit([finish]) == [live]
         if live:
-            model.place, model.recorded_by = state, claim.worker_id
+            self.jobs[finish.job_id].place = finish.state
+            self.jobs[finish.job_id].recorded_by = claim.worker_id
 
     @precondition(lambda self: bool(self.claims))
     @rule(
@@ -229,19 +236,11 @@ class SpoolMachine(RuleBasedStateMachine):
         file (``fence``), committing with the fence beside the job file or, as on a network
         filesystem, with the job file moved to the record's place. Its outcome stands.
         """
-        claim = self._claim_at(pick)
-        if claim is None:
+        taken = self._take_claim(pick, failed)
+        if taken is None:
             return
-        self.claims.remove(claim)
-        live = self._live(claim)
-        model = self.jobs[claim.held.job_id]
-        state = "failed" if failed else "done"
-        outcome = Outcome(
-            state, claim.held.name.attempts, None, time.time(), worker=claim.worker_id
-        )
-        finish = Finish(
-            claim.held.path, QUEUE, model.job.id, state, encode_record(model.job, outcome)
-        )
+        claim, live, finish = taken
+        model = self.jobs[finish.job_id]
         frozen = next((w for w in self.workers if w.id == claim.worker_id), None)
         reaper = self.workers[r]
         real_rename, real_unlink = os.rename, os.unlink
@@ -276,7 +275,7 @@ class SpoolMachine(RuleBasedStateMachine):
             self.committing = None
         assert recorded == [live]
         if live:
-            model.place, model.recorded_by = state, claim.worker_id
+            model.place, model.recorded_by = finish.state, claim.worker_id
 
     @precondition(lambda self: bool(self.claims))
     @rule(pick=st.integers(0, 1000), later=st.booleans())

@@ -164,7 +164,7 @@ class Commits(JobFiles):
                     continue
                 lost = lost or not whole
                 self.remove(path)
-            if lost and not completed and not self._finished(held.queue, held.job_id):
+            if lost and not completed and self.find_finished(held.job_id, [held.queue]) is None:
                 return "requeued" if self.requeue(held.path, held.queue, held.name) else "gone"
             if not self.remove(held.path):
                 return "gone"
@@ -275,9 +275,6 @@ class Commits(JobFiles):
         """One job's files in any worker's running directory: at fence names, or not."""
         pattern = os.path.join(glob.escape(self.path(L.RUNNING)), "*", f"{queue}@*-{job_id}-*")
         return [p for p in glob.glob(pattern) if L.is_fence_name(os.path.basename(p)) == fences]
-
-    def _finished(self, queue: str, job_id: str) -> bool:
-        return any(os.path.exists(self.finished_path(s, queue, job_id)) for s in L.FINISHED_STATES)
 
 
 @functools.lru_cache(maxsize=16)

@@ -21,7 +21,7 @@ from jobq.spool.files import DIR_MODE, FILE_MODE, FileOps, list_names, translate
 from jobq.spool.marker import check_marker, write_marker
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
 __all__ = ("Claimed", "Finish", "JobFiles")
 
@@ -86,6 +86,15 @@ class JobFiles(FileOps):
     def finished_path(self, state: str, queue: str, job_id: str) -> str:
         """The outcome record of a finished job."""
         return self.path(state, queue, job_id + L.JOB_SUFFIX)
+
+    def find_finished(self, job_id: str, queues: Iterable[str] | None = None) -> str | None:
+        """Path of the outcome record of ``job_id``, or None if it has not finished."""
+        for queue in self.queues() if queues is None else queues:
+            for state in L.FINISHED_STATES:
+                path = self.finished_path(state, queue, job_id)
+                if os.path.exists(path):
+                    return path
+        return None
 
     def log_path(self, job_id: str) -> str:
         """The captured log of a job."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import TYPE_CHECKING
 
 import orjson
 
@@ -25,9 +24,6 @@ from jobq.model import Job, encode_job
 from jobq.spool.commits import Commits
 from jobq.spool.files import DIR_MODE, FILE_MODE, list_names, translated
 from jobq.spool.jobs import Claimed
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable
 
 __all__ = ("SpoolDir",)
 
@@ -58,15 +54,6 @@ class SpoolDir(Commits):
     def running_workers(self) -> list[str]:
         """Ids of the workers that have a running directory."""
         return list_names(self.path(L.RUNNING))
-
-    def find_finished(self, job_id: str, queues: Iterable[str] | None = None) -> str | None:
-        """Path of the outcome record of ``job_id``, or None if it has not finished."""
-        for queue in self.queues() if queues is None else queues:
-            for state in L.FINISHED_STATES:
-                path = self.finished_path(state, queue, job_id)
-                if os.path.exists(path):
-                    return path
-        return None
 
     def find_quarantined(self, job_id: str) -> tuple[str, QuarantinedName] | None:
         """The file of ``job_id`` in ``invalid/`` and what its name tells, or None.
