@@ -44,6 +44,7 @@ __all__ = (
     "events_enabled",
     "filesystem_type",
     "local_filesystem",
+    "mount_of",
     "poll_backoff",
     "watching",
 )
@@ -113,15 +114,16 @@ def events_enabled(requested: bool | None = None) -> bool:
 
 
 @functools.lru_cache(maxsize=64)
-def filesystem_type(path: str) -> str:
-    """The type of the filesystem ``path`` lives on (``ext4``, ``nfs4``...), '' if unknown."""
+def mount_of(path: str) -> tuple[str, str]:
+    """The type of the filesystem ``path`` lives on (``ext4``, ``nfs4``...) and its device
+    (``major:minor``); empty strings if unknown."""
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines()
     except OSError:
-        return ""
+        return "", ""
     real = os.path.realpath(path)
-    best, fstype = "", ""
+    best, found = "", ("", "")
     for line in lines:
         fields = line.split(" ")
         if "-" not in fields or len(fields) < 5:
@@ -129,8 +131,13 @@ def filesystem_type(path: str) -> str:
         mount = fields[4].replace("\\040", " ")
         inside = real == mount or real.startswith(mount.rstrip("/") + "/")
         if inside and len(mount) >= len(best):
-            best, fstype = mount, fields[fields.index("-") + 1]
-    return fstype
+            best, found = mount, (fields[fields.index("-") + 1], fields[2])
+    return found
+
+
+def filesystem_type(path: str) -> str:
+    """The type of the filesystem ``path`` lives on (``ext4``, ``nfs4``...), '' if unknown."""
+    return mount_of(path)[0]
 
 
 def local_filesystem(path: str) -> bool:
