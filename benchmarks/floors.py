@@ -5,6 +5,8 @@ that a ratio jobq misses can be set against what the system calls themselves all
 
 - ``rename``: one enqueue's file: O_EXCL create + write + close + rename ``tmp/`` ->
   ``pending/``; ``rename+fsync`` adds an fsync of the file and of ``pending/``;
+- ``rename+journal``: ``rename``, then the job appended to a journal and fdatasynced (jobq's
+  durable enqueue on ext4 with a journal or xfs, ``jobq.spool.journal``);
 - ``append+fdatasync``: what Redis's ``appendfsync always`` pays per write;
 - ``process`` and ``process-durable``: a worker's files per job, in ``processes`` processes
   at once (each jobq worker is a process), see ``floor_process``.
@@ -36,15 +38,18 @@ RECORD = b'{"format":1,"state":"done","id":"1a22e29c3b4fd1eb7d043","result":null
 GROUP = 40
 
 
-def floor_rename(base: str, n: int, durable: bool) -> float:
+def floor_rename(base: str, n: int, durable: bool, journaled: bool = False) -> float:
     """Jobs/s of O_EXCL create + write + close + rename ``tmp/`` -> ``pending/``, one at a time.
 
-    ``durable`` adds an fsync of the file before the rename and of ``pending/`` after it.
+    ``durable`` adds an fsync of the file before the rename and of ``pending/`` after it;
+    ``journaled`` instead appends the job's bytes to a journal and fdatasyncs it after the
+    rename (a durable enqueue on a filesystem that keeps metadata in order).
     """
     tmp, pending = os.path.join(base, "tmp"), os.path.join(base, "pending")
     os.makedirs(tmp)
     os.makedirs(pending)
     directory = os.open(pending, os.O_RDONLY | os.O_DIRECTORY)
+    journal = os.open(os.path.join(base, "journal"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     try:
         begin = time.perf_counter()
         for number in range(n):
@@ -60,9 +65,13 @@ def floor_rename(base: str, n: int, durable: bool) -> float:
             os.rename(source, os.path.join(pending, name))
             if durable:
                 os.fsync(directory)
+            if journaled:
+                os.write(journal, PAYLOAD + b"\n")
+                os.fdatasync(journal)
         return n / (time.perf_counter() - begin)
     finally:
         os.close(directory)
+        os.close(journal)
 
 
 def floor_append(path: str, n: int) -> float:
