@@ -14,7 +14,7 @@ from jobq import dependencies, records
 from jobq import layout as L
 from jobq.errors import JobNotFound
 from jobq.layout import JobFileName
-from jobq.model import CorruptJob, Outcome, decode_job, encode_record
+from jobq.model import CorruptJob, Outcome, encode_record
 from jobq.names import check_job_id
 from jobq.spool import Finish, SpoolDir, list_names
 
@@ -100,8 +100,7 @@ def cancel_job(spool: SpoolDir, job_id: str) -> bool:
             spool.request_cancel(job_id)
             return True
         try:
-            with open(path, "rb") as f:
-                job = decode_job(f.read())
+            job = spool.read_job(path, job_id)
         except FileNotFoundError:
             continue
         except CorruptJob as exc:

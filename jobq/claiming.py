@@ -25,7 +25,7 @@ from jobq.errors import InvalidName
 from jobq.holdback import HoldBack
 from jobq.lease import requeue_held
 from jobq.limits import Limits
-from jobq.model import CorruptJob, Job, decode_job
+from jobq.model import CorruptJob, Job
 from jobq.unknown import UnknownJobs
 
 if TYPE_CHECKING:
@@ -236,7 +236,7 @@ class Claimer:
 
     def _load(self, held: Claimed) -> Job | None:
         try:
-            job = decode_job(self.spool.read_file(held.path))
+            job = self.spool.read_job(held.path, held.job_id)
         except CorruptJob as exc:
             reason = f"corrupt job file: {exc}"
             self.report.quarantined(self.spool.quarantine(held.path, reason), reason)

@@ -33,7 +33,7 @@ from jobq import layout as L
 from jobq import records
 from jobq.errors import InvalidName
 from jobq.layout import JobFileName
-from jobq.model import CorruptJob, Outcome, decode_job, encode_record
+from jobq.model import CorruptJob, Outcome, encode_record
 from jobq.names import check_job_id, check_queue
 from jobq.spool import Finish, list_names
 from jobq.spool.files import DIR_MODE, translated
@@ -107,7 +107,7 @@ def settle(spool: SpoolDir, queue: str, filename: str) -> tuple[str, Job | None]
     """
     path = os.path.join(spool.waiting_dir(queue), filename)
     try:
-        job = decode_job(spool.read_file(path))
+        job = spool.read_job(path, JobFileName.parse(filename).job_id)
     except FileNotFoundError:
         return "gone", None
     except CorruptJob as exc:

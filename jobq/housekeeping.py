@@ -87,6 +87,7 @@ class Housekeeping:
             # Once at start: a restart after a crash cleans up.
             Chore("collecting tmp/", 300.0, in_thread(spool.collect_tmp, 3600.0)),
             Chore("collecting cancel requests", 300.0, in_thread(spool.collect_cancel_requests)),
+            Chore("collecting dead producers' journals", 10.0, in_thread(spool.collect_journals)),
             # Features: each a module with one step that any worker may run at any time.
             Chore("releasing dependents", 5.0, in_thread(dependencies.sweep, spool), True),
             Chore("expiring done records", 1.0, in_thread(expiry.expire_due, spool)),

@@ -26,7 +26,7 @@ from jobq.lease import lease_of
 from jobq.model import CorruptJob, decode_job, decode_record
 from jobq.names import check_job_id
 from jobq.periodic import read_schedules
-from jobq.spool import SpoolDir, list_names
+from jobq.spool import SpoolDir, journal, list_names
 
 __all__ = (
     "INVALID",
@@ -296,7 +296,12 @@ def _waiting_info(spool: SpoolDir, job_id: str) -> dict[str, Any] | None:
     try:
         job = decode_job(raw)
     except CorruptJob:
-        return None
+        # Emptied by a power cut, its bytes in a producer's journal: shown as they will be
+        # once a worker mends the file (``jobq.spool.journal``); read-only here.
+        try:
+            job = decode_job(journal.lookup(spool.root, job_id) or b"")
+        except CorruptJob:
+            return None
     info = job.to_dict()
     info.pop("format", None)
     started = None

@@ -35,6 +35,8 @@ __all__ = (
     "FORMAT_VERSION",
     "INVALID",
     "JOB_SUFFIX",
+    "JOURNALS",
+    "JOURNAL_SUFFIX",
     "KEYS",
     "LIMITS",
     "LOGS",
@@ -82,6 +84,8 @@ SCHEDULES = "schedules"  # schedules/NAME.json: periodic jobs the workers serve
 LIMITS = "limits"  # limits/NAME/: running slots and rate tokens of limited jobs
 EXPIRY = "expiry"  # expiry/: when done records with a result_ttl are removed
 JOB_SUFFIX = ".json"
+JOURNALS = "journals"  # journals/PRODUCER.N.jsonl: durable enqueues' job files, one a line
+JOURNAL_SUFFIX = ".jsonl"
 REASON_SUFFIX = ".reason"  # invalid/NAME.reason: why NAME was quarantined
 FINISHED_STATES = (DONE, FAILED, CANCELLED)
 #: Every state a job can be in, in the order a job goes through them (``invalid`` aside).

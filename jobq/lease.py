@@ -18,7 +18,7 @@ import traceback
 
 from jobq import layout as L
 from jobq.errors import SpoolError
-from jobq.model import CorruptJob, Outcome, decode_job, encode_record
+from jobq.model import CorruptJob, Outcome, encode_record
 from jobq.spool import Claimed, Finish, SpoolDir
 
 __all__ = (
@@ -172,8 +172,7 @@ def requeue_held(spool: SpoolDir, held: Claimed, *, who: str) -> str:
     if spool.find_finished(held.job_id, [held.queue]) is not None:
         return "dropped" if spool.remove(held.path) else "gone"
     try:
-        with open(held.path, "rb") as f:
-            job = decode_job(f.read())
+        job = spool.read_job(held.path, held.job_id)
     except FileNotFoundError:
         return "gone"
     except CorruptJob as exc:

@@ -28,6 +28,17 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(autouse=True)
+def no_journal() -> Iterator[None]:
+    """Durable enqueues in this process fsync their job files, whatever the filesystem under
+    the tests keeps in order: the tests of ``jobq.spool.journal`` choose the journal."""
+    from jobq.spool import journal
+
+    journal.FORCE = False
+    yield
+    journal.FORCE = None
+
+
 @pytest.fixture
 def spool_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh spool directory, also made the process default (``JOBQ_SPOOL``)."""

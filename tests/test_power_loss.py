@@ -52,6 +52,7 @@ class PowerCut:
                 self.synced.add((st.st_dev, st.st_ino))
 
         monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "fdatasync", fsync)  # what a journal line needs (its size too)
         monkeypatch.setattr(files, "_syncfs", syncfs)
 
     def cut(self) -> list[str]:

@@ -33,7 +33,7 @@ import orjson
 from jobq import layout as L
 from jobq.errors import InvalidName
 from jobq.layout import fence_name, parse_running
-from jobq.model import CorruptJob, Outcome, decode_job, encode_record
+from jobq.model import CorruptJob, Outcome, encode_record
 from jobq.names import check_job_id, check_queue
 from jobq.spool.files import list_names, translated
 from jobq.spool.jobs import Claimed, JobFiles
@@ -242,7 +242,7 @@ class Commits(JobFiles):
         ``cancelled`` stays cancelled: its record is written anew without the lost details.
         """
         try:
-            job = decode_job(self.read_file(dest))
+            job = self.read_job(dest, os.path.basename(dest).removesuffix(L.JOB_SUFFIX))
         except (OSError, CorruptJob):
             return  # gone, or not a job: whoever reads the record quarantines it
         if state == L.CANCELLED:

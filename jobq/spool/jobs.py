@@ -7,6 +7,7 @@ state lives in its file name (see ``jobq.layout``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 from dataclasses import dataclass
@@ -15,8 +16,9 @@ from typing import TYPE_CHECKING
 from jobq import layout as L
 from jobq.errors import InvalidName
 from jobq.layout import JobFileName, parse_scheduled
-from jobq.model import Job, encode_job
+from jobq.model import CorruptJob, Job, decode_job, encode_job
 from jobq.names import check_queue
+from jobq.spool import journal
 from jobq.spool.files import DIR_MODE, FILE_MODE, FileOps, list_names, translated
 from jobq.spool.marker import check_marker, write_marker
 
@@ -213,6 +215,9 @@ class JobFiles(FileOps):
         self, jobs: Sequence[Job], data: Sequence[bytes], due_us: int | None = None
     ) -> list[bool]:
         """``publish`` for jobs already encoded (``encode_job``): ``data[i]`` is ``jobs[i]``'s."""
+        keyless = all(job.key is None for job in jobs)
+        if self.durable and jobs and keyless and journal.usable(self.root):
+            return self._publish_journaled(jobs, data, due_us)
         if len(jobs) == 1 and jobs[0].key is None:
             return [self._publish_one(jobs[0], data[0], due_us)]
         return self._publish_batch(jobs, data, due_us)
@@ -261,6 +266,54 @@ class JobFiles(FileOps):
                     os.unlink(self.path(L.KEYS, job_id))
             raise
         return published
+
+    def _publish_journaled(
+        self, jobs: Sequence[Job], data: Sequence[bytes], due_us: int | None
+    ) -> list[bool]:
+        # Durable in one flush (see ``jobq.spool.journal``): the files are published as
+        # non-durable ones, then their bytes appended to this process's journal and flushed.
+        # If that fails they are taken back, unless a worker claimed one already.
+        for job in jobs:
+            self.ensure_queue(job.queue)
+        placed: list[str] = []
+        with translated("enqueue"):
+            try:
+                for job, raw in zip(jobs, data, strict=True):
+                    dest = self._publish_target(job, due_us)
+                    tmp = self._temp_path(job.id, ".job")
+                    self._write_new_file(tmp, raw, sync=False)
+                    try:
+                        os.rename(tmp, dest)
+                    except BaseException:
+                        with contextlib.suppress(OSError):
+                            os.unlink(tmp)
+                        raise
+                    placed.append(dest)
+                journal.journal_for(self.root).append(data)
+            except BaseException:
+                for dest in placed:
+                    with contextlib.suppress(OSError):
+                        os.unlink(dest)
+                raise
+        return [True] * len(jobs)
+
+    def read_job(self, path: str, job_id: str) -> Job:
+        """Read and decode the job file ``path``, mended from a journal if a power cut emptied
+        or tore it (see ``jobq.spool.journal``).
+
+        Raises:
+            CorruptJob: if it is not a job file and no journal holds the job.
+            OSError: if it cannot be read (``FileNotFoundError`` if it is gone).
+        """
+        try:
+            return decode_job(self.read_file(path))
+        except CorruptJob:
+            data = journal.lookup(self.root, job_id)
+            if data is None:
+                raise
+            if not journal.mend_file(path, data):
+                raise FileNotFoundError(errno.ENOENT, "job file gone", path) from None
+            return decode_job(data)
 
     def _publish_one(self, job: Job, data: bytes, due_us: int | None) -> bool:
         # ``publish`` for the commonest call, one job without a key, with none of the batch's

@@ -7,6 +7,7 @@ heartbeats, the spool's own clock, cancel requests, and the collection of leftov
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 
 import orjson
@@ -20,7 +21,8 @@ from jobq.layout import (
     parse_running,
     parse_scheduled,
 )
-from jobq.model import Job, encode_job
+from jobq.model import CorruptJob, Job, encode_job
+from jobq.spool import files, journal
 from jobq.spool.commits import Commits
 from jobq.spool.files import DIR_MODE, FILE_MODE, list_names, translated
 from jobq.spool.jobs import Claimed
@@ -246,6 +248,60 @@ class SpoolDir(Commits):
                 self.remove(path)
             handled += 1
         return handled
+
+    def collect_journals(self) -> int:
+        """Mend the jobs that dead producers' journals name, sync, and remove the journals.
+
+        A segment whose ``flock`` is free belongs to a process that ended without retiring
+        it (killed, or its sync failed). A power cut since may have emptied job files it
+        names: each such file is written back from its line, the filesystem is synced, and
+        only then is the segment removed. Returns how many segments were removed.
+        """
+        directory = self.path(L.JOURNALS)
+        removed = 0
+        for filename in list_names(directory):
+            path = os.path.join(directory, filename)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its producer lives, and retires it itself
+                self._mend_named(dict(journal.lines(self.read_file(path))))
+                if files._syncfs_usable(self.root):
+                    files._syncfs(fd)
+                else:  # a spool that moved to another filesystem since
+                    os.sync()
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                removed += 1
+            finally:
+                os.close(fd)
+        return removed
+
+    def _mend_named(self, jobs: dict[str, bytes]) -> None:
+        """Write back each of ``jobs`` (id: job file bytes) whose file is empty or torn."""
+        if not jobs:
+            return
+        found: list[tuple[str, str]] = []  # (job id, path), one listing per directory
+        for queue in self.queues():
+            for directory, parse in (
+                (self.pending_dir(queue), JobFileName.parse),
+                (self.waiting_dir(queue), JobFileName.parse),
+                (self.scheduled_dir(queue), lambda name: parse_scheduled(name)[1]),
+            ):
+                for filename in list_names(directory):
+                    with contextlib.suppress(InvalidName):
+                        if (job_id := parse(filename).job_id) in jobs:
+                            found.append((job_id, os.path.join(directory, filename)))
+        for worker_id in self.running_workers():
+            found += [(h.job_id, h.path) for h in self.running_jobs(worker_id) if h.job_id in jobs]
+        for job_id, path in found:
+            with contextlib.suppress(OSError, CorruptJob):
+                self.read_job(path, job_id)  # mends it if it must
 
     def key_age(self, job_id: str) -> float | None:
         """Seconds since the deduplication key of ``job_id`` was taken, None if it is free."""

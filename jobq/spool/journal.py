@@ -1,0 +1,294 @@
+"""Producer journals: a durable enqueue in one flush where the filesystem keeps order.
+
+A durable job file alone needs two ordered flushes: its data (before its name may count),
+then its directory (the name). A journaling filesystem (ext4 with its journal, xfs) commits
+metadata in order: flushing any file also makes every earlier rename durable. There a durable
+enqueue publishes its job file as a non-durable one does (create, write, rename into the
+queue, no sync), then appends the same bytes as one line to its process's journal and
+fdatasyncs that: one flush, as Redis's append-only file pays. A power cut can then leave the
+job file empty (its name kept, its data lost); whoever reads it mends it from the journal line
+(``mend``), so the job runs as enqueued.
+
+The files: ``journals/HOST.PID.TOKEN.N.jsonl``, N 0 or 1, each line one job file's bytes (so
+``cat`` and ``jq`` read them). A process appends to one segment while the other is retired: a
+second after the last append it switches segments, syncs the filesystem (every job file named
+in the old segment is then durable, wherever it moved since) and empties the old one. At exit
+it retires both and removes them. Each segment is ``flock``ed by its process while it lives;
+a segment whose lock is free belongs to a dead process, and a worker mends the jobs it names,
+syncs and removes it (``SpoolDir.collect_journals``). Stale lines (jobs long finished) are
+harmless: a line only ever restores a job file that exists and is empty or torn.
+
+Only where both hold: a local filesystem that keeps metadata in order (``ordered_metadata``),
+and a ``syncfs`` that reports errors (see ``files._syncfs_usable``). Elsewhere (no journal,
+btrfs, network filesystems) durable enqueues keep their two flushes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import functools
+import os
+import secrets
+import socket
+import threading
+from typing import TYPE_CHECKING
+
+import orjson
+
+from jobq import layout as L
+from jobq.spool import files
+from jobq.waiting import mount_of
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+__all__ = (
+    "Journal",
+    "close_all",
+    "journal_for",
+    "lines",
+    "lookup",
+    "mend_file",
+    "ordered_metadata",
+    "usable",
+)
+
+#: Seconds after the last append that a segment is retired (synced with the filesystem and
+#: emptied): a crash's leftovers stay small, and a busy producer pays one syncfs a second.
+RETIRE_AFTER = 1.0
+
+#: Set by tests to force the choice (None: judged by the filesystem).
+FORCE: bool | None = None
+
+
+@functools.lru_cache(maxsize=16)
+def ordered_metadata(root: str) -> bool:
+    """Whether ``root``'s filesystem persists metadata changes in order (ext4 with a journal,
+    xfs), so that one flush also makes every earlier rename durable."""
+    fstype, device = mount_of(root)
+    if fstype == "xfs":
+        return True
+    if fstype != "ext4" or not device:
+        return False
+    try:
+        name = os.path.basename(os.readlink(f"/sys/dev/block/{device}"))
+    except OSError:
+        return False
+    return os.path.isdir(f"/proc/fs/jbd2/{name}-8")  # ext4 created without a journal has none
+
+
+def usable(root: str) -> bool:
+    """Whether durable enqueues into the spool at ``root`` go through a journal."""
+    if FORCE is not None:
+        return FORCE
+    return ordered_metadata(root) and files._syncfs_usable(root)
+
+
+class Journal:
+    """This process's journal in one spool: two segments, one written while the other retires.
+
+    Args:
+        root: the spool directory.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self._pid = os.getpid()  # a forked child inherits the exit hook, not the journal
+        self._lock = threading.Lock()
+        self._fds: list[int] = []
+        self._paths: list[str] = []
+        self._active = 0
+        self._lines = [0, 0]  # lines per segment since it was last emptied
+        self._timer: threading.Timer | None = None
+        self._closed = False
+
+    def append(self, jobs: Sequence[bytes]) -> None:
+        """Append job files' bytes (one line each) and flush them: when this returns, the
+        jobs whose files were renamed into place before the call survive a power cut.
+
+        Raises:
+            OSError: if the journal cannot be created, written or flushed.
+        """
+        data = b"".join(job + b"\n" for job in jobs)
+        with self._lock:
+            if not self._fds:
+                self._open()
+            active = self._active
+            fd = self._fds[active]
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            self._lines[active] += len(jobs)
+            if self._timer is None and not self._closed:
+                self._timer = threading.Timer(RETIRE_AFTER, self._retire)
+                self._timer.daemon = True
+                self._timer.start()
+        # Outside the lock: appends of other threads go on meanwhile. Should a retirement
+        # empty the segment first, it synced the filesystem before, jobs included.
+        os.fdatasync(fd)
+
+    def _open(self) -> None:
+        directory = os.path.join(self.root, L.JOURNALS)
+        created = False
+        try:
+            os.mkdir(directory, 0o700)
+            created = True
+        except FileExistsError:
+            pass
+        stem = f"{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}"
+        try:
+            for number in (0, 1):
+                path = os.path.join(directory, f"{stem}.{number}{L.JOURNAL_SUFFIX}")
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+                fd = os.open(path, flags, 0o600)
+                self._fds.append(fd)
+                self._paths.append(path)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours while we live
+            # The segments' names must be durable before a line in them counts.
+            _fsync_dir(directory)
+            if created:
+                _fsync_dir(self.root)
+        except BaseException:
+            self._discard()
+            raise
+
+    def _discard(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        for path in self._paths:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        self._fds, self._paths = [], []
+
+    def _retire(self) -> None:
+        """In the timer's thread: switch segments, sync the filesystem, empty the old one."""
+        with self._lock:
+            self._timer = None
+            if self._closed:
+                return
+            if self._lines[self._active] and not self._lines[1 - self._active]:
+                self._active = 1 - self._active  # appends go on in the empty segment
+            old = 1 - self._active
+            count, fd = self._lines[old], self._fds[old]
+        if count:
+            try:
+                files._syncfs(fd)
+            except OSError:
+                pass  # kept: the next retirement tries again
+            else:
+                with self._lock:
+                    if not self._closed:
+                        os.ftruncate(self._fds[old], 0)
+                        self._lines[old] = 0
+        with self._lock:
+            if any(self._lines) and self._timer is None and not self._closed:
+                self._timer = threading.Timer(RETIRE_AFTER, self._retire)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def close(self) -> None:
+        """Retire both segments and remove them (at exit); kept if the sync fails."""
+        if os.getpid() != self._pid:
+            return
+        with self._lock:
+            if self._closed or not self._fds:
+                self._closed = True
+                return
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+            try:
+                if any(self._lines):
+                    files._syncfs(self._fds[0])
+            except OSError:
+                for fd in self._fds:  # a worker collects them: mends, syncs, removes
+                    os.close(fd)
+                self._fds = []
+                return
+            self._discard()
+
+
+_journals: dict[tuple[int, str], Journal] = {}
+_journals_lock = threading.Lock()
+
+
+def journal_for(root: str) -> Journal:
+    """This process's journal in the spool at ``root`` (a forked child gets its own)."""
+    key = (os.getpid(), root)
+    with _journals_lock:
+        found = _journals.get(key)
+        if found is None:
+            found = _journals[key] = Journal(root)
+        return found
+
+
+@atexit.register
+def close_all() -> None:
+    """Retire and remove every journal of this process (at exit)."""
+    with _journals_lock:
+        mine = [j for (pid, _), j in _journals.items() if pid == os.getpid()]
+        _journals.clear()
+    for found in mine:
+        found.close()
+
+
+def lines(raw: bytes) -> Iterator[tuple[str, bytes]]:
+    """The jobs a journal segment holds: ``(job_id, job file bytes)``; torn lines skipped."""
+    for line in raw.split(b"\n"):
+        try:
+            data = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue  # empty, or torn by a crash while it was appended (never acknowledged)
+        if isinstance(data, dict) and isinstance(data.get("id"), str):
+            yield data["id"], line
+
+
+def lookup(root: str, job_id: str) -> bytes | None:
+    """The job file bytes some journal in the spool at ``root`` holds for ``job_id``."""
+    directory = os.path.join(root, L.JOURNALS)
+    needle = job_id.encode()
+    for name in files.list_names(directory):
+        try:
+            with open(os.path.join(directory, name), "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        if needle not in raw:
+            continue
+        for found, line in lines(raw):
+            if found == job_id:
+                return line
+    return None
+
+
+def mend_file(path: str, data: bytes) -> bool:
+    """Write ``data`` back into the existing job file ``path`` and fsync it; False if gone.
+
+    In place, not by rename: a claim may move the file meanwhile, and the data must follow
+    it rather than leave a second copy of the job at the old name.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    except FileNotFoundError:
+        return False
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)  # the journal line may be retired at any moment
+    finally:
+        os.close(fd)
+    return True
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+os.register_at_fork(after_in_child=_journals.clear)

@@ -1,0 +1,262 @@
+"""Producer journals: durable enqueues in one flush, and jobs mended after a power cut.
+
+Where the filesystem keeps metadata in order, a durable enqueue writes its job file without a
+sync and flushes its bytes as a line of its process's journal (``jobq.spool.journal``). These
+tests choose that path whatever filesystem runs them, cut the power with ``PowerCut`` (every
+file never synced comes back empty) and check what a user would: results from real workers,
+``jobq status``, files on disk.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+from apps import e2e
+from conftest import TESTS, run_jobq
+from test_power_loss import PowerCut, jobq_json
+
+import jobq
+from jobq.spool import SpoolDir, journal
+from jobq.waiting import filesystem_type
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from conftest import WorkerProcess
+
+
+@pytest.fixture
+def journaled(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Durable enqueues of this process go through its journal, retired only when asked."""
+    monkeypatch.setattr(journal, "FORCE", True)
+    monkeypatch.setattr(journal, "RETIRE_AFTER", 60.0)
+    yield
+    journal.close_all()  # no retirement of this test's journals syncs a later test's files
+
+
+def journal_lines(spool: Path) -> list[dict[str, object]]:
+    """Every job line the spool's journals hold."""
+    found = []
+    for path in sorted((spool / "journals").glob("*.jsonl")):
+        found += [json.loads(line) for line in path.read_bytes().splitlines()]
+    return found
+
+
+def job_files(spool: Path) -> list[Path]:
+    """Every job file in a queue (pending, scheduled, waiting)."""
+    return sorted((spool / "queues").glob("*/*/*.json"))
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Poll ``condition`` until it holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+PRODUCER = """
+import os, sys
+import jobq
+from apps import e2e
+from jobq.spool import journal
+
+journal.FORCE = True
+jobq.configure(spool=sys.argv[1])
+handles = [e2e.add.enqueue_sync(n, 100) for n in range(int(sys.argv[2]))]
+print(" ".join(h.id for h in handles), flush=True)
+if sys.argv[3] == "killed":
+    os.kill(os.getpid(), 9)
+"""
+
+
+def produce(spool: Path, count: int, end: str) -> list[str]:
+    """Enqueue ``count`` jobs ``e2e.add(n, 100)`` from a producer process that then exits
+    (``end="exit"``) or is SIGKILLed (``end="killed"``); their ids."""
+    done = subprocess.run(
+        [sys.executable, "-c", PRODUCER, str(spool), str(count), end],
+        cwd=TESTS,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    expected = -signal.SIGKILL if end == "killed" else 0
+    assert done.returncode == expected, done.stderr
+    return done.stdout.split()
+
+
+# -- the power cut ---------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_durable_enqueues_survive_a_power_cut_through_the_journal(
+    spool_path: Path, journaled: None, worker_process: Callable[..., WorkerProcess]
+) -> None:
+    power = PowerCut(spool_path)
+    with pytest.MonkeyPatch.context() as patch:
+        power.install(patch)
+        singles = [await e2e.add.enqueue(n, 1) for n in range(4)]
+        batch = await e2e.add.enqueue_many([(n, 2) for n in range(4)])
+        later = await e2e.add.options(delay=1.0).enqueue(7, 7)
+        handles = [*singles, *batch, later]
+
+        # No job file was synced, only the journal: the cut empties every one of them.
+        emptied = power.cut()
+    files = job_files(spool_path)
+    assert sorted(emptied) == sorted(str(p.relative_to(spool_path)) for p in files)
+    assert len(files) == 9
+    assert all(p.read_bytes() == b"" for p in files)
+    assert [line["id"] for line in journal_lines(spool_path)] == [h.id for h in handles]
+
+    # Before any worker mends them, `jobq status` shows the jobs as they were enqueued.
+    code, info = jobq_json(spool_path, "status", singles[1].id)
+    assert (code, info["state"], info["name"]) == (0, "pending", "e2e.add")
+    assert info["enqueued_at"] is not None  # read from the journal's copy of the job file
+    code, info = jobq_json(spool_path, "status", later.id)
+    assert (code, info["state"], info["name"]) == (0, "scheduled", "e2e.add")
+
+    worker = worker_process("apps.e2e", "--spool", str(spool_path))
+    results = [await h.result(timeout=30) for h in handles]
+    assert worker.stop() == 0
+    assert results == [n + 1 for n in range(4)] + [n + 2 for n in range(4)] + [14]
+    assert list((spool_path / "invalid").iterdir()) == []  # mended, not quarantined
+    code, stats = jobq_json(spool_path, "status")
+    assert (stats["queues"]["default"]["done"], stats["invalid"]) == (9, 0)
+
+
+@pytest.mark.anyio
+async def test_a_retired_journal_is_empty_and_its_jobs_synced(
+    spool_path: Path, journaled: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal, "RETIRE_AFTER", 0.05)
+    power = PowerCut(spool_path)
+    power.install(monkeypatch)
+    handles = [await e2e.add.enqueue(n, 1) for n in range(3)]
+    segments = sorted((spool_path / "journals").glob("*.jsonl"))
+    assert len(segments) == 2  # one written while the other retires
+
+    wait_for(lambda: all(p.stat().st_size == 0 for p in segments), "the journal to retire")
+    assert power.cut() == []  # the filesystem was synced before the lines went
+    for handle in handles:
+        code, info = jobq_json(spool_path, "status", handle.id)
+        assert (code, info["state"]) == (0, "pending")
+    assert all(p.read_bytes() != b"" for p in job_files(spool_path))
+
+
+@pytest.mark.anyio
+async def test_an_enqueue_whose_journal_cannot_be_flushed_publishes_nothing(
+    spool_path: Path, journaled: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await e2e.add.enqueue(0, 0)  # the spool and its journal exist
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    with pytest.raises(jobq.SpoolError) as single:
+        await e2e.add.enqueue(1, 1)
+    assert single.value.errno == errno.EIO
+    with pytest.raises(jobq.SpoolError):
+        await e2e.add.enqueue_many([(2, 2), (3, 3)])
+    assert len(job_files(spool_path)) == 1  # only the first job
+    assert list((spool_path / "tmp").iterdir()) == []
+
+
+# -- producers that end -------------------------------------------------------------------
+
+
+def test_a_producer_that_exits_removes_its_journal(spool_path: Path) -> None:
+    ids = produce(spool_path, 5, "exit")
+    assert len(ids) == 5
+    assert list((spool_path / "journals").iterdir()) == []
+    assert len(job_files(spool_path)) == 5
+
+
+def test_a_killed_producers_journal_mends_its_jobs_then_goes(
+    spool_path: Path, worker_process: Callable[..., WorkerProcess]
+) -> None:
+    ids = produce(spool_path, 6, "killed")
+    assert [line["id"] for line in journal_lines(spool_path)] == ids
+    # What a power cut right after the kill leaves: the job files' data was never synced.
+    for path in job_files(spool_path):
+        path.write_bytes(b"")
+
+    worker = worker_process("apps.e2e", "--spool", str(spool_path), "--burst")
+    assert worker.wait() == 0, worker.output()
+    for n, job_id in enumerate(ids):
+        code, info = jobq_json(spool_path, "status", job_id)
+        assert (code, info["state"], info["result"]) == (0, "done", n + 100)
+    assert list((spool_path / "invalid").iterdir()) == []
+    assert list((spool_path / "journals").iterdir()) == []  # mended, synced, removed
+
+
+def test_a_worker_mends_a_dead_producers_jobs_before_removing_its_journal(
+    spool_path: Path,
+) -> None:
+    ids = produce(spool_path, 3, "killed")
+    for path in job_files(spool_path):
+        path.write_bytes(b"")
+    assert SpoolDir(spool_path).collect_journals() == 2
+    assert list((spool_path / "journals").iterdir()) == []
+    assert all(p.read_bytes() != b"" for p in job_files(spool_path))
+    shown = run_jobq("jobs", "--state", "pending", "--json", "--spool", str(spool_path))
+    assert sorted(r["id"] for r in json.loads(shown.stdout)) == sorted(ids)
+
+
+# -- which filesystems ---------------------------------------------------------------------
+
+
+def test_only_filesystems_that_keep_metadata_in_order_use_a_journal(tmp_path: Path) -> None:
+    journal.ordered_metadata.cache_clear()
+    assert journal.ordered_metadata("/proc") is False
+    assert journal.ordered_metadata("/dev/shm") is False  # tmpfs
+    if filesystem_type(str(tmp_path)) not in ("ext4", "xfs"):
+        assert journal.ordered_metadata(str(tmp_path)) is False
+
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("mkfs.ext4"), reason="mounts loop filesystems (root)"
+)
+
+
+@needs_root
+@pytest.mark.parametrize("with_journal", [True, False])
+def test_ext4_is_judged_by_its_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_journal: bool
+) -> None:
+    image, mount = tmp_path / "fs.img", tmp_path / "mnt"
+    mount.mkdir()
+    with image.open("wb") as f:
+        f.truncate(64 << 20)
+    features = [] if with_journal else ["-O", "^has_journal"]
+    subprocess.run(["mkfs.ext4", "-q", "-F", *features, str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
+    try:
+        journal.ordered_metadata.cache_clear()
+        jobq.waiting.mount_of.cache_clear()
+        monkeypatch.setattr(journal, "FORCE", None)  # judged by the filesystem itself
+        assert journal.ordered_metadata(str(mount)) is with_journal
+        done = subprocess.run(
+            [sys.executable, "-c", PRODUCER.replace("journal.FORCE = True", ""),
+             str(mount / "spool"), "2", "killed"],
+            cwd=TESTS, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == -signal.SIGKILL, done.stderr
+        journals = list((mount / "spool" / "journals").glob("*.jsonl"))
+        assert len(journals) == (2 if with_journal else 0)
+    finally:
+        journal.ordered_metadata.cache_clear()
+        jobq.waiting.mount_of.cache_clear()
+        subprocess.run(["umount", str(mount)], check=False)
