@@ -1,8 +1,9 @@
 """The spool directory: layout, atomic publish, claim, commit and requeue.
 
 This package is the only code that renames or fsyncs: ``files`` holds the primitives,
-``marker`` the format marker, ``jobs`` moves job files through their states, ``store`` adds
-lookups, worker registrations, the spool clock, cancel requests and the collection of
+``marker`` the format marker, ``jobs`` moves job files through their states, ``publish``
+writes new ones (``journal``: producer journals), ``commits`` records outcomes, ``store``
+adds lookups, worker registrations, the spool clock, cancel requests and the collection of
 leftovers.
 """
 

@@ -26,11 +26,12 @@ from jobq.spool import files, journal
 from jobq.spool.commits import Commits
 from jobq.spool.files import DIR_MODE, FILE_MODE, list_names, translated
 from jobq.spool.jobs import Claimed
+from jobq.spool.publish import Publishing
 
 __all__ = ("SpoolDir",)
 
 
-class SpoolDir(Commits):
+class SpoolDir(Publishing, Commits):
     """Low-level, blocking access to one spool directory.
 
     Args:
