@@ -178,7 +178,7 @@ class Journal:
             except OSError:
                 pass  # kept: the next retirement tries again
             else:
-                with self._lock:
+                with self._lock, contextlib.suppress(OSError):  # kept: tried again next time
                     if not self._closed:
                         os.ftruncate(self._fds[old], 0)
                         self._lines[old] = 0
@@ -248,19 +248,36 @@ def lines(raw: bytes) -> Iterator[tuple[str, bytes]]:
 def lookup(root: str, job_id: str) -> bytes | None:
     """The job file bytes some journal in the spool at ``root`` holds for ``job_id``."""
     directory = os.path.join(root, L.JOURNALS)
-    needle = job_id.encode()
     for name in files.list_names(directory):
-        try:
-            with open(os.path.join(directory, name), "rb") as f:
-                raw = f.read()
-        except OSError:
-            continue
-        if needle not in raw:
-            continue
-        for found, line in lines(raw):
-            if found == job_id:
-                return line
+        found = _segment_jobs(os.path.join(directory, name)).get(job_id)
+        if found is not None:
+            return found
     return None
+
+
+#: Each segment's jobs by id, with the size and mtime they were read at: after a power cut
+#: every emptied job file asks, and a segment is parsed once, not once per job.
+_segments: dict[str, tuple[tuple[int, int], dict[str, bytes]]] = {}
+_segments_lock = threading.Lock()
+
+
+def _segment_jobs(path: str) -> dict[str, bytes]:
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            stamp = (st.st_size, st.st_mtime_ns)
+            with _segments_lock:
+                cached = _segments.get(path)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+            jobs = dict(lines(f.read()))
+    except OSError:
+        return {}
+    with _segments_lock:
+        if len(_segments) > 256:  # segments of long-gone producers
+            _segments.clear()
+        _segments[path] = (stamp, jobs)
+    return jobs
 
 
 def mend_file(path: str, data: bytes) -> bool:
