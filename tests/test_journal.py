@@ -17,20 +17,21 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from apps import e2e
-from conftest import TESTS, run_jobq
-from test_power_loss import PowerCut, jobq_json
+from conftest import DEAD_WORKER, TESTS, claimed_by_dead_worker, run_jobq
+from test_power_loss import PowerCut, jobq_json, touch_back
 
 import jobq
+from jobq.lease import reap_expired
 from jobq.spool import SpoolDir, journal
 from jobq.waiting import filesystem_type
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-    from pathlib import Path
 
     from conftest import WorkerProcess
 
@@ -172,6 +173,52 @@ async def test_an_enqueue_whose_journal_cannot_be_flushed_publishes_nothing(
         await e2e.add.enqueue_many([(2, 2), (3, 3)])
     assert len(job_files(spool_path)) == 1  # only the first job
     assert list((spool_path / "tmp").iterdir()) == []
+
+
+# -- every reader mends ----------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_reaper_gives_back_an_emptied_job_whole(spool_path: Path, journaled: None) -> None:
+    handle = await e2e.add.enqueue(20, 22)
+    spool, held = claimed_by_dead_worker(spool_path)
+    line = journal.lookup(str(spool_path), handle.id)
+    Path(held.path).write_bytes(b"")  # the claimed file, as a power cut left it
+    touch_back(Path(spool.worker_file(DEAD_WORKER)), 5.0)
+
+    assert reap_expired(spool, "me.1.aaaaaa", lease=1.0) == [DEAD_WORKER]
+    (back,) = job_files(spool_path)
+    assert back.parent.name == "pending"
+    assert back.read_bytes() == line
+    await jobq.Worker(spool_path, lease=5.0).run(burst=True)
+    assert await handle.result(timeout=5) == 42
+    assert list((spool_path / "invalid").iterdir()) == []
+
+
+def test_cancelling_an_emptied_job_records_it_whole(spool_path: Path, journaled: None) -> None:
+    handle = e2e.add.enqueue_sync(1, 2)
+    (pending,) = job_files(spool_path)
+    pending.write_bytes(b"")
+
+    cancelled = run_jobq("cancel", handle.id, "--spool", str(spool_path))
+    assert cancelled.returncode == 0, cancelled.stderr
+    code, info = jobq_json(spool_path, "status", handle.id)
+    assert (code, info["state"], info["name"]) == (0, "cancelled", "e2e.add")
+    record = json.loads((spool_path / "cancelled" / "default" / f"{handle.id}.json").read_bytes())
+    assert (record["name"], record["args"]) == ("e2e.add", [1, 2])
+    assert list((spool_path / "invalid").iterdir()) == []
+
+
+@pytest.mark.anyio
+async def test_an_emptied_waiting_job_is_released_whole(spool_path: Path, journaled: None) -> None:
+    first = await e2e.add.enqueue(1, 1)
+    then = await e2e.add.options(after=[first]).enqueue(2, 2)
+    (waiting,) = (spool_path / "queues" / "default" / "waiting").iterdir()
+    waiting.write_bytes(b"")
+
+    await jobq.Worker(spool_path, lease=5.0).run(burst=True)
+    assert (await first.result(timeout=5), await then.result(timeout=5)) == (2, 4)
+    assert list((spool_path / "invalid").iterdir()) == []
 
 
 # -- producers that end -------------------------------------------------------------------
