@@ -102,6 +102,7 @@ def read(spool: SpoolDir, path: str) -> Record | Quarantined | None:
     """
     queue_dir = os.path.dirname(path)
     state, queue = os.path.basename(os.path.dirname(queue_dir)), os.path.basename(queue_dir)
+    job_id = os.path.basename(path).removesuffix(L.JOB_SUFFIX)
     problem = None
     for _ in range(2):  # a damaged record stays damaged: read twice before moving it
         try:
@@ -112,9 +113,11 @@ def read(spool: SpoolDir, path: str) -> Record | Quarantined | None:
             job, outcome = decode_record(raw)
         except CorruptJob as exc:
             problem = "an empty file" if not raw.strip() else str(exc)
+            # A commit a power cut interrupted may have left the job file here, emptied,
+            # with its record staged: completed, it reads (see ``complete_commit_of``).
+            spool.complete_commit_of(queue, job_id)
             continue
         return Record(path, state, queue, job, outcome)
-    job_id = os.path.basename(path).removesuffix(L.JOB_SUFFIX)
     reason = (
         f"unreadable outcome record of job {job_id} ({state}/{queue}/{job_id}.json): "
         f"{problem}. The job ended {state}, but what its record said is lost (a power cut "

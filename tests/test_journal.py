@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from apps import e2e
-from conftest import DEAD_WORKER, TESTS, claimed_by_dead_worker, run_jobq
+from conftest import DEAD_WORKER, TESTS, claimed_by_dead_worker, die_mid_commit, run_jobq
 from test_power_loss import PowerCut, jobq_json, touch_back
 
 import jobq
@@ -219,6 +219,57 @@ async def test_an_emptied_waiting_job_is_released_whole(spool_path: Path, journa
     await jobq.Worker(spool_path, lease=5.0).run(burst=True)
     assert (await first.result(timeout=5), await then.result(timeout=5)) == (2, 4)
     assert list((spool_path / "invalid").iterdir()) == []
+
+
+@pytest.mark.anyio
+async def test_a_commit_cut_with_the_moved_job_file_emptied_is_completed(
+    spool_path: Path, journaled: None
+) -> None:
+    handle = await e2e.add.enqueue(2, 3)
+    outcome = {"state": "done", "attempts": 1, "result": 5, "error": None}
+    die_mid_commit(spool_path, lambda job: json.dumps(job | outcome).encode())
+    bare = spool_path / "done" / "default" / f"{handle.id}.json"
+    bare.write_bytes(b"")  # the job file the commit moved there, as a power cut left it
+
+    code, info = jobq_json(spool_path, "status", handle.id)
+    assert (code, info["state"], info["result"]) == (0, "done", 5)
+    assert list((spool_path / "invalid").iterdir()) == []
+    assert list((spool_path / "tmp").iterdir()) == []
+
+
+def test_an_append_that_fails_halfway_leaves_no_torn_line(
+    spool_path: Path, journaled: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    e2e.add.enqueue_sync(0, 0)
+    real_write = os.write
+    armed = [True]
+
+    def write(fd: int, data: bytes) -> int:
+        if armed[0] and bytes(data).endswith(b"\n"):  # the journal's append
+            armed[0] = False
+            real_write(fd, bytes(data)[: len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    with pytest.raises(jobq.SpoolError):
+        e2e.add.enqueue_sync(1, 1)
+    after = e2e.add.enqueue_sync(2, 2)
+    assert len(job_files(spool_path)) == 2  # the failed one was taken back
+    assert journal.lookup(str(spool_path), after.id) is not None
+    for path in (spool_path / "journals").glob("*.jsonl"):
+        assert all(json.loads(line) for line in path.read_bytes().splitlines())
+
+
+def test_a_collector_removes_what_a_producer_left_while_creating_its_journal(
+    spool_path: Path,
+) -> None:
+    e2e.add.enqueue_sync(0, 0)
+    (spool_path / "journals").mkdir()
+    leftover = spool_path / "journals" / ".vm.123.abcd.0"  # died before renaming it in place
+    leftover.write_bytes(b"")
+    assert SpoolDir(spool_path).collect_journals() == 1
+    assert not leftover.exists()
 
 
 # -- producers that end -------------------------------------------------------------------

@@ -35,6 +35,7 @@ from jobq.errors import InvalidName
 from jobq.layout import fence_name, parse_running
 from jobq.model import CorruptJob, Outcome, encode_record
 from jobq.names import check_job_id, check_queue
+from jobq.spool import journal
 from jobq.spool.files import list_names, translated
 from jobq.spool.jobs import Claimed, JobFiles
 from jobq.waiting import local_filesystem
@@ -187,6 +188,18 @@ class Commits(JobFiles):
                 handled += 1
         return handled
 
+    def complete_commit_of(self, queue: str, job_id: str) -> bool:
+        """Complete the commits one job's staged records belong to; whether it had any.
+
+        For a reader that met the job's outcome record unreadable: a power cut between a
+        commit's two renames can leave there the job file it moved, emptied (its bytes in a
+        producer's journal), with the whole record still staged.
+        """
+        staged = self._staged(queue, job_id)
+        for path, _ in staged:
+            self._complete_commit(path, os.path.basename(path))
+        return bool(staged)
+
     def _complete_commit(self, path: str, filename: str) -> None:
         """Complete the commit a staged record belongs to, or drop the record if it has none.
 
@@ -218,7 +231,11 @@ class Commits(JobFiles):
             if self._running(queue, job_id, fences=False):
                 return
             bare = False
-        except (OSError, ValueError):
+        except ValueError:
+            # Empty or torn: the job file this commit moved there, emptied by a power cut
+            # before it was synced, if a producer's journal holds the job.
+            bare = journal.lookup(self.root, job_id) is not None
+        except OSError:
             bare = False
         if not bare:
             self.remove(path)

@@ -276,7 +276,10 @@ class JobFiles(FileOps):
             OSError: if it cannot be read (``FileNotFoundError`` if it is gone).
         """
         try:
-            return decode_job(self.read_file(path))
+            job = decode_job(self.read_file(path))
+            if job.id != job_id:
+                raise CorruptJob(f"its id does not match its name (it holds job {job.id})")
+            return job
         except CorruptJob:
             data = journal.lookup(self.root, job_id)
             if data is None:

@@ -7,15 +7,16 @@ enqueue publishes its job file as a non-durable one does (create, write, rename 
 queue, no sync), then appends the same bytes as one line to its process's journal and
 fdatasyncs that: one flush, as Redis's append-only file pays. A power cut can then leave the
 job file empty (its name kept, its data lost); whoever reads it mends it from the journal line
-(``mend``), so the job runs as enqueued.
+(``JobFiles.read_job``), so the job runs as enqueued.
 
 The files: ``journals/HOST.PID.TOKEN.N.jsonl``, N 0 or 1, each line one job file's bytes (so
-``cat`` and ``jq`` read them). A process appends to one segment while the other is retired: a
-second after the last append it switches segments, syncs the filesystem (every job file named
-in the old segment is then durable, wherever it moved since) and empties the old one. At exit
-it retires both and removes them. Each segment is ``flock``ed by its process while it lives;
-a segment whose lock is free belongs to a dead process, and a worker mends the jobs it names,
-syncs and removes it (``SpoolDir.collect_journals``). Stale lines (jobs long finished) are
+``cat`` and ``jq`` read them). A process appends to one segment while the other is retired:
+a second after the first append since the last retirement it switches segments, syncs the
+filesystem (every job file named in the old segment is then durable, wherever it moved since)
+and empties the old one. At exit it retires both and removes them; after a failed sync it
+empties nothing. Each segment is ``flock``ed by its process while it lives; a segment whose
+lock is free belongs to a dead process, and a worker mends the jobs it names, syncs and
+removes it (``SpoolDir.collect_journals``). Stale lines (jobs long finished) are
 harmless: a line only ever restores a job file that exists and is empty or torn.
 
 Only where both hold: a local filesystem that keeps metadata in order (``ordered_metadata``),
@@ -74,9 +75,14 @@ def ordered_metadata(root: str) -> bool:
         return False
     try:
         name = os.path.basename(os.readlink(f"/sys/dev/block/{device}"))
+        with open(f"/proc/fs/ext4/{name}/options", encoding="ascii", errors="replace") as f:
+            options = f.read().split()
     except OSError:
         return False
-    return os.path.isdir(f"/proc/fs/jbd2/{name}-8")  # ext4 created without a journal has none
+    # Without a journal ext4 keeps no order; with data=writeback a committed file may show
+    # stale blocks instead of coming back empty. Options set as defaults show here too.
+    ordered = "data=ordered" in options or "data=journal" in options
+    return ordered and os.path.isdir(f"/proc/fs/jbd2/{name}-8")
 
 
 def usable(root: str) -> bool:
@@ -103,6 +109,8 @@ class Journal:
         self._lines = [0, 0]  # lines per segment since it was last emptied
         self._timer: threading.Timer | None = None
         self._closed = False
+        self._failed = False  # a sync failed: nothing is emptied or removed any more
+        self._torn = False  # a failed append may have left part of a line
 
     def append(self, jobs: Sequence[bytes]) -> None:
         """Append job files' bytes (one line each) and flush them: when this returns, the
@@ -117,17 +125,41 @@ class Journal:
                 self._open()
             active = self._active
             fd = self._fds[active]
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            if self._torn:  # end the part of a line a failed append left
+                data = b"\n" + data
+            size = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            except BaseException:
+                try:
+                    os.ftruncate(fd, size)
+                except OSError:
+                    self._torn = True
+                raise
+            self._torn = False
             self._lines[active] += len(jobs)
-            if self._timer is None and not self._closed:
-                self._timer = threading.Timer(RETIRE_AFTER, self._retire)
-                self._timer.daemon = True
-                self._timer.start()
+            self._schedule()
+            # Its own descriptor: a close at exit must not pull it from under the flush.
+            mine = os.dup(fd)
         # Outside the lock: appends of other threads go on meanwhile. Should a retirement
         # empty the segment first, it synced the filesystem before, jobs included.
-        os.fdatasync(fd)
+        try:
+            os.fdatasync(mine)
+        finally:
+            os.close(mine)
+
+    def _schedule(self) -> None:
+        """Start the retirement timer unless it runs (under the lock)."""
+        if self._timer is None and not self._closed:
+            timer = threading.Timer(RETIRE_AFTER, self._retire)
+            timer.daemon = True
+            try:
+                timer.start()
+            except RuntimeError:  # the interpreter is shutting down: close_all retires
+                return
+            self._timer = timer
 
     def _open(self) -> None:
         directory = os.path.join(self.root, L.JOURNALS)
@@ -141,11 +173,15 @@ class Journal:
         try:
             for number in (0, 1):
                 path = os.path.join(directory, f"{stem}.{number}{L.JOURNAL_SUFFIX}")
+                # Locked under a hidden name first: a collector must never find it unlocked.
+                hidden = os.path.join(directory, f".{stem}.{number}")
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
-                fd = os.open(path, flags, 0o600)
+                fd = os.open(hidden, flags, 0o600)
                 self._fds.append(fd)
-                self._paths.append(path)
+                self._paths.append(hidden)
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours while we live
+                os.rename(hidden, path)
+                self._paths[-1] = path
             # The segments' names must be durable before a line in them counts.
             _fsync_dir(directory)
             if created:
@@ -166,7 +202,7 @@ class Journal:
         """In the timer's thread: switch segments, sync the filesystem, empty the old one."""
         with self._lock:
             self._timer = None
-            if self._closed:
+            if self._closed or self._failed:
                 return
             if self._lines[self._active] and not self._lines[1 - self._active]:
                 self._active = 1 - self._active  # appends go on in the empty segment
@@ -176,17 +212,18 @@ class Journal:
             try:
                 files._syncfs(fd)
             except OSError:
-                pass  # kept: the next retirement tries again
-            else:
-                with self._lock, contextlib.suppress(OSError):  # kept: tried again next time
-                    if not self._closed:
-                        os.ftruncate(self._fds[old], 0)
-                        self._lines[old] = 0
+                # A writeback error is reported once: a second syncfs would succeed with the
+                # data lost. Keep every line; a worker collects them after this process.
+                with self._lock:
+                    self._failed = True
+                return
+            with self._lock, contextlib.suppress(OSError):  # kept: tried again next time
+                if not self._closed:
+                    os.ftruncate(self._fds[old], 0)
+                    self._lines[old] = 0
         with self._lock:
-            if any(self._lines) and self._timer is None and not self._closed:
-                self._timer = threading.Timer(RETIRE_AFTER, self._retire)
-                self._timer.daemon = True
-                self._timer.start()
+            if any(self._lines):
+                self._schedule()
 
     def close(self) -> None:
         """Retire both segments and remove them (at exit); kept if the sync fails."""
@@ -200,6 +237,8 @@ class Journal:
             if self._timer is not None:
                 self._timer.cancel()
             try:
+                if self._failed:
+                    raise OSError("an earlier sync failed")
                 if any(self._lines):
                     files._syncfs(self._fds[0])
             except OSError:
@@ -287,13 +326,15 @@ def mend_file(path: str, data: bytes) -> bool:
     it rather than leave a second copy of the job at the old name.
     """
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+        fd = os.open(path, os.O_WRONLY)
     except FileNotFoundError:
         return False
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        # Never shorter than it was: a reader meanwhile sees the old bytes or these.
+        view, offset = memoryview(data), 0
+        while offset < len(data):
+            offset += os.pwrite(fd, view[offset:], offset)
+        os.ftruncate(fd, len(data))
         os.fsync(fd)  # the journal line may be retired at any moment
     finally:
         os.close(fd)
@@ -308,4 +349,19 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-os.register_at_fork(after_in_child=_journals.clear)
+def _after_fork() -> None:
+    """In a forked child: forget the parent's journals and let go of their descriptors, whose
+    locks would otherwise keep a dead parent's journal from being collected."""
+    global _journals_lock, _segments_lock
+    _journals_lock, _segments_lock = threading.Lock(), threading.Lock()
+    for found in _journals.values():
+        for fd in found._fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        found._fds = []
+        found._closed = True
+    _journals.clear()
+    _segments.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork)

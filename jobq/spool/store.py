@@ -31,6 +31,13 @@ from jobq.spool.publish import Publishing
 __all__ = ("SpoolDir",)
 
 
+def _names_with_hidden(directory: str) -> list[str]:
+    try:
+        return os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
 class SpoolDir(Publishing, Commits):
     """Low-level, blocking access to one spool directory.
 
@@ -256,11 +263,14 @@ class SpoolDir(Publishing, Commits):
         A segment whose ``flock`` is free belongs to a process that ended without retiring
         it (killed, or its sync failed). A power cut since may have emptied job files it
         names: each such file is written back from its line, the filesystem is synced, and
-        only then is the segment removed. Returns how many segments were removed.
+        only then is the segment removed. A segment with a job not yet settled (see
+        ``_mend_named``) stays for the next call. Returns how many segments were removed.
         """
+        if not files._syncfs_usable(self.root):
+            return 0  # journals are only written where it is: a spool that moved keeps them
         directory = self.path(L.JOURNALS)
         removed = 0
-        for filename in list_names(directory):
+        for filename in _names_with_hidden(directory):
             path = os.path.join(directory, filename)
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -271,11 +281,11 @@ class SpoolDir(Publishing, Commits):
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue  # its producer lives, and retires it itself
-                self._mend_named(dict(journal.lines(self.read_file(path))))
-                if files._syncfs_usable(self.root):
+                # A hidden one was never written: its producer died while creating it.
+                if not filename.startswith("."):
+                    if not self._mend_named(dict(journal.lines(self.read_file(path)))):
+                        continue
                     files._syncfs(fd)
-                else:  # a spool that moved to another filesystem since
-                    os.sync()
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
                 removed += 1
@@ -283,11 +293,40 @@ class SpoolDir(Publishing, Commits):
                 os.close(fd)
         return removed
 
-    def _mend_named(self, jobs: dict[str, bytes]) -> None:
-        """Write back each of ``jobs`` (id: job file bytes) whose file is empty or torn."""
-        if not jobs:
-            return
-        found: list[tuple[str, str]] = []  # (job id, path), one listing per directory
+    def _mend_named(self, jobs: dict[str, bytes]) -> bool:
+        """Write back each of ``jobs`` (id: job file bytes) whose file is empty or torn.
+
+        Returns:
+            Whether every job is settled: its job file read whole (mended if it had to be),
+            its outcome record readable, or the job found nowhere in two looks in a row (a
+            file that moved between the listings of one look is in place for the next).
+        """
+        unsettled, absent_before = set(jobs), set[str]()
+        for _ in range(3):
+            found = self._job_files_of(unsettled)
+            absent = unsettled - {job_id for job_id, _ in found}
+            for job_id, path in found:
+                try:
+                    self.read_job(path, job_id)  # mends it if it must
+                except FileNotFoundError:
+                    continue  # moved since it was listed: the next look finds it
+                except (OSError, CorruptJob):
+                    return False  # a mend failed: the line must stay
+                unsettled.discard(job_id)
+            for job_id in absent:
+                record = self.find_finished(job_id)
+                if record is not None and self._readable_record(record, job_id):
+                    unsettled.discard(job_id)
+                elif record is None and job_id in absent_before:
+                    unsettled.discard(job_id)  # finished and purged, or quarantined
+            if not unsettled:
+                return True
+            absent_before = absent
+        return False
+
+    def _job_files_of(self, job_ids: set[str]) -> list[tuple[str, str]]:
+        """Where the job files of ``job_ids`` are: (job id, path), one listing a directory."""
+        found: list[tuple[str, str]] = []
         for queue in self.queues():
             for directory, parse in (
                 (self.pending_dir(queue), JobFileName.parse),
@@ -296,13 +335,29 @@ class SpoolDir(Publishing, Commits):
             ):
                 for filename in list_names(directory):
                     with contextlib.suppress(InvalidName):
-                        if (job_id := parse(filename).job_id) in jobs:
+                        if (job_id := parse(filename).job_id) in job_ids:
                             found.append((job_id, os.path.join(directory, filename)))
         for worker_id in self.running_workers():
-            found += [(h.job_id, h.path) for h in self.running_jobs(worker_id) if h.job_id in jobs]
-        for job_id, path in found:
-            with contextlib.suppress(OSError, CorruptJob):
-                self.read_job(path, job_id)  # mends it if it must
+            found += [
+                (h.job_id, h.path) for h in self.running_jobs(worker_id) if h.job_id in job_ids
+            ]
+        return found
+
+    def _readable_record(self, path: str, job_id: str) -> bool:
+        """Whether the record (or bare job file) at ``path`` reads, after completing a commit
+        that a power cut interrupted with the job file there emptied."""
+        queue = os.path.basename(os.path.dirname(path))
+        for _ in range(2):
+            try:
+                orjson.loads(self.read_file(path))
+            except orjson.JSONDecodeError:
+                if not self.complete_commit_of(queue, job_id):
+                    return False
+                continue
+            except FileNotFoundError:
+                return False
+            return True
+        return False
 
     def key_age(self, job_id: str) -> float | None:
         """Seconds since the deduplication key of ``job_id`` was taken, None if it is free."""
