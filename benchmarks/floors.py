@@ -5,6 +5,8 @@ that a ratio jobq misses can be set against what the system calls themselves all
 
 - ``rename``: one enqueue's file: O_EXCL create + write + close + rename ``tmp/`` ->
   ``pending/``; ``rename+fsync`` adds an fsync of the file and of ``pending/``;
+- ``rename+fsync-after``: ``rename``, then an fsync of the file (jobq's durable enqueue on
+  ext4 without a journal, whose fsync of a newly named file also writes its directory);
 - ``rename+journal``: ``rename``, then the job appended to a journal and fdatasynced (jobq's
   durable enqueue on ext4 with a journal or xfs, ``jobq.spool.journal``);
 - ``append+fdatasync``: what Redis's ``appendfsync always`` pays per write;
@@ -38,12 +40,15 @@ RECORD = b'{"format":1,"state":"done","id":"1a22e29c3b4fd1eb7d043","result":null
 GROUP = 40
 
 
-def floor_rename(base: str, n: int, durable: bool, journaled: bool = False) -> float:
+def floor_rename(
+    base: str, n: int, durable: bool, journaled: bool = False, synced_after: bool = False
+) -> float:
     """Jobs/s of O_EXCL create + write + close + rename ``tmp/`` -> ``pending/``, one at a time.
 
     ``durable`` adds an fsync of the file before the rename and of ``pending/`` after it;
     ``journaled`` instead appends the job's bytes to a journal and fdatasyncs it after the
-    rename (a durable enqueue on a filesystem that keeps metadata in order).
+    rename (a durable enqueue on a filesystem that keeps metadata in order); ``synced_after``
+    fsyncs the file after its rename (a durable enqueue on ext4 without a journal).
     """
     tmp, pending = os.path.join(base, "tmp"), os.path.join(base, "pending")
     os.makedirs(tmp)
@@ -60,9 +65,13 @@ def floor_rename(base: str, n: int, durable: bool, journaled: bool = False) -> f
                 os.write(fd, PAYLOAD)
                 if durable:
                     os.fsync(fd)
+                if synced_after:
+                    os.rename(source, os.path.join(pending, name))
+                    os.fsync(fd)
             finally:
                 os.close(fd)
-            os.rename(source, os.path.join(pending, name))
+            if not synced_after:
+                os.rename(source, os.path.join(pending, name))
             if durable:
                 os.fsync(directory)
             if journaled:

@@ -291,6 +291,7 @@ def floors(work: str, args: argparse.Namespace) -> dict[str, float]:
         "rename": floor_rename(fresh(work, "floor"), args.jobs, durable=False),
         "rename+fsync": floor_rename(fresh(work, "floor"), synced, durable=True),
         "rename+journal": floor_rename(fresh(work, "floor"), synced, False, journaled=True),
+        "rename+fsync-after": floor_rename(fresh(work, "floor"), synced, False, synced_after=True),
         "append+fdatasync": floor_append(fresh(work, "floor-append"), synced),
     }
     for durable in (False, True):
@@ -467,6 +468,7 @@ def print_floors(args: argparse.Namespace, results: Results) -> None:
         ("rename", f"O_EXCL create + write + close + rename tmp/ -> pending/ ({args.jobs})"),
         ("rename+fsync", f"the same + fsync(file) + fsync(pending/) ({synced})"),
         ("rename+journal", f"rename, then append to a journal + fdatasync ({synced})"),
+        ("rename+fsync-after", f"rename, then fsync(file) ({synced})"),
         ("append+fdatasync", f"append a line + fdatasync, one file (Redis AOF always; {synced})"),
         ("process", f"a worker's files per job, {args.processes} processes ({args.jobs})"),
         ("process-durable", f"the same, records synced in groups of {GROUP} ({args.jobs})"),

@@ -30,13 +30,13 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(autouse=True)
 def no_journal() -> Iterator[None]:
-    """Durable enqueues in this process fsync their job files, whatever the filesystem under
-    the tests keeps in order: the tests of ``jobq.spool.journal`` choose the journal."""
+    """Durable enqueues in this process fsync their job files and then their directories,
+    whatever filesystem runs the tests: the tests of ``jobq.spool.journal`` choose otherwise."""
     from jobq.spool import journal
 
-    journal.FORCE = False
+    journal.FORCE = journal.FORCE_ENTRY = False
     yield
-    journal.FORCE = None
+    journal.FORCE = journal.FORCE_ENTRY = None
 
 
 @pytest.fixture

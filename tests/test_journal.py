@@ -343,9 +343,11 @@ def test_ext4_is_judged_by_its_journal(
     subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
     try:
         journal.ordered_metadata.cache_clear()
+        journal.entry_synced_with_file.cache_clear()
         jobq.waiting.mount_of.cache_clear()
         monkeypatch.setattr(journal, "FORCE", None)  # judged by the filesystem itself
         assert journal.ordered_metadata(str(mount)) is with_journal
+        assert journal.entry_synced_with_file(str(mount)) is not with_journal
         done = subprocess.run(
             [sys.executable, "-c", PRODUCER.replace("journal.FORCE = True", ""),
              str(mount / "spool"), "2", "killed"],
@@ -356,5 +358,51 @@ def test_ext4_is_judged_by_its_journal(
         assert len(journals) == (2 if with_journal else 0)
     finally:
         journal.ordered_metadata.cache_clear()
+        journal.entry_synced_with_file.cache_clear()
         jobq.waiting.mount_of.cache_clear()
         subprocess.run(["umount", str(mount)], check=False)
+
+
+# -- ext4 without a journal: the name rides with the file's fsync -----------------------------
+
+
+@pytest.fixture
+def synced_after_rename(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Durable single enqueues of this process rename first, then fsync the file."""
+    monkeypatch.setattr(journal, "FORCE_ENTRY", True)
+
+
+@pytest.mark.anyio
+async def test_a_file_fsynced_after_its_rename_survives_a_power_cut(
+    spool_path: Path, synced_after_rename: None, worker_process: Callable[..., WorkerProcess]
+) -> None:
+    power = PowerCut(spool_path)
+    with pytest.MonkeyPatch.context() as patch:
+        power.install(patch)
+        handles = [await e2e.add.enqueue(n, 10) for n in range(3)]
+        handles.append(await e2e.add.options(delay=0.5).enqueue(5, 5))
+        emptied = power.cut()
+    assert [e for e in emptied if e.startswith("queues/")] == []  # every job file synced
+    assert not (spool_path / "journals").exists()
+    worker = worker_process("apps.e2e", "--spool", str(spool_path))
+    assert [await h.result(timeout=30) for h in handles] == [10, 11, 12, 10]
+    assert worker.stop() == 0
+
+
+def test_an_enqueue_whose_file_cannot_be_synced_after_its_rename_publishes_nothing(
+    spool_path: Path, synced_after_rename: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    e2e.add.enqueue_sync(0, 0)
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).endswith(".json"):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(jobq.SpoolError) as failed:
+        e2e.add.enqueue_sync(1, 1)
+    assert failed.value.errno == errno.EIO
+    assert len(job_files(spool_path)) == 1
+    assert list((spool_path / "tmp").iterdir()) == []

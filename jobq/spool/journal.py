@@ -48,11 +48,13 @@ if TYPE_CHECKING:
 __all__ = (
     "Journal",
     "close_all",
+    "entry_synced_with_file",
     "journal_for",
     "lines",
     "lookup",
     "mend_file",
     "ordered_metadata",
+    "sync_after_rename",
     "usable",
 )
 
@@ -60,29 +62,47 @@ __all__ = (
 #: emptied): a crash's leftovers stay small, and a busy producer pays one syncfs a second.
 RETIRE_AFTER = 1.0
 
-#: Set by tests to force the choice (None: judged by the filesystem).
+#: Set by tests to force the choices (None: judged by the filesystem).
 FORCE: bool | None = None
+FORCE_ENTRY: bool | None = None
 
 
 @functools.lru_cache(maxsize=16)
 def ordered_metadata(root: str) -> bool:
     """Whether ``root``'s filesystem persists metadata changes in order (ext4 with a journal,
     xfs), so that one flush also makes every earlier rename durable."""
-    fstype, device = mount_of(root)
-    if fstype == "xfs":
+    if mount_of(root)[0] == "xfs":
         return True
-    if fstype != "ext4" or not device:
+    found = _ext4_device(root)
+    if found is None:
         return False
-    try:
-        name = os.path.basename(os.readlink(f"/sys/dev/block/{device}"))
-        with open(f"/proc/fs/ext4/{name}/options", encoding="ascii", errors="replace") as f:
-            options = f.read().split()
-    except OSError:
-        return False
+    name, options = found
     # Without a journal ext4 keeps no order; with data=writeback a committed file may show
     # stale blocks instead of coming back empty. Options set as defaults show here too.
     ordered = "data=ordered" in options or "data=journal" in options
     return ordered and os.path.isdir(f"/proc/fs/jbd2/{name}-8")
+
+
+@functools.lru_cache(maxsize=16)
+def entry_synced_with_file(root: str) -> bool:
+    """Whether ``root`` is on ext4 without a journal, whose fsync of a file that was given a
+    new name since its last fsync also writes that name's directory (``ext4_sync_parent``):
+    a file renamed into place and then fsynced is durable, name and data, in one flush."""
+    found = _ext4_device(root)
+    return found is not None and not os.path.isdir(f"/proc/fs/jbd2/{found[0]}-8")
+
+
+def _ext4_device(root: str) -> tuple[str, list[str]] | None:
+    """The block device name and mount options of the ext4 filesystem ``root`` is on."""
+    fstype, device = mount_of(root)
+    if fstype != "ext4" or not device:
+        return None
+    try:
+        name = os.path.basename(os.readlink(f"/sys/dev/block/{device}"))
+        with open(f"/proc/fs/ext4/{name}/options", encoding="ascii", errors="replace") as f:
+            return name, f.read().split()
+    except OSError:
+        return None
 
 
 def usable(root: str) -> bool:
@@ -90,6 +110,14 @@ def usable(root: str) -> bool:
     if FORCE is not None:
         return FORCE
     return ordered_metadata(root) and files._syncfs_usable(root)
+
+
+def sync_after_rename(root: str) -> bool:
+    """Whether a durable single enqueue into ``root`` renames its file into place first and
+    then fsyncs it, one flush instead of two (see ``entry_synced_with_file``)."""
+    if FORCE_ENTRY is not None:
+        return FORCE_ENTRY
+    return entry_synced_with_file(root)
 
 
 class Journal:

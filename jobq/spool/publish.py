@@ -137,8 +137,12 @@ class Publishing(JobFiles):
         # bookkeeping: a single enqueue is the producer's hot path. Taken back if its
         # directory cannot be synced (not known durable, so reported as failed).
         self.ensure_queue(job.queue)
+        target = self._publish_target(job, due_us)
         with translated("enqueue"):
-            self._publish_file(self._publish_target(job, due_us), data, take_back=True)
+            if self.durable and journal.sync_after_rename(self.root):
+                self._publish_then_sync(target, data)
+            else:
+                self._publish_file(target, data, take_back=True)
         return True
 
     def _publish_target(self, job: Job, due_us: int | None) -> str:
