@@ -313,6 +313,29 @@ def test_a_worker_mends_a_dead_producers_jobs_before_removing_its_journal(
     assert sorted(r["id"] for r in json.loads(shown.stdout)) == sorted(ids)
 
 
+def test_a_dead_producers_journal_goes_once_its_jobs_finished_or_are_gone(
+    spool_path: Path,
+) -> None:
+    ids = produce(spool_path, 3, "killed")
+    for job_id in ids:  # finished without a worker (whose housekeeping would collect)
+        assert run_jobq("cancel", job_id, "--spool", str(spool_path)).returncode == 0
+    records = spool_path / "cancelled" / "default"
+    (records / f"{ids[0]}.json").write_bytes(b"")  # damaged by a power cut
+    old = time.time() - 7200
+    os.utime(records / f"{ids[2]}.json", (old, old))
+    purged = run_jobq("purge", "--older-than", "1h", "--spool", str(spool_path))
+    assert purged.returncode == 0, purged.stderr
+    assert not (records / f"{ids[2]}.json").exists()  # purged: found nowhere
+
+    # The damaged record is not settled: the segment naming it stays (its empty twin goes).
+    assert SpoolDir(spool_path).collect_journals() == 1
+    assert len(list((spool_path / "journals").iterdir())) == 1
+    code, info = jobq_json(spool_path, "status", ids[0])  # meets it: quarantined
+    assert (code, info["state"]) == (1, "invalid")
+    assert SpoolDir(spool_path).collect_journals() == 1
+    assert list((spool_path / "journals").iterdir()) == []
+
+
 # -- which filesystems ---------------------------------------------------------------------
 
 
