@@ -32,6 +32,15 @@ async def enqueue(n: int) -> dict[str, float]:
     return {"per_s": n / (time.perf_counter() - begin)}
 
 
+def enqueue_sync(n: int) -> dict[str, float]:
+    """Enqueue ``n`` jobs one at a time from plain sync code (``enqueue_sync``), as a script
+    or a Flask view would, and as the peers' producers do."""
+    begin = time.perf_counter()
+    for _ in range(n):
+        print_time.enqueue_sync()
+    return {"per_s": n / (time.perf_counter() - begin)}
+
+
 async def enqueue_many(n: int, batch: int) -> dict[str, float]:
     """Enqueue ``n`` jobs in ``enqueue_many`` batches of ``batch``."""
     begin = time.perf_counter()
@@ -93,6 +102,8 @@ def main() -> None:
     command, n = sys.argv[1], int(sys.argv[2])
     if command == "enqueue":
         out = anyio.run(enqueue, n)
+    elif command == "enqueue-sync":
+        out = enqueue_sync(n)
     elif command == "enqueue-many":
         out = anyio.run(enqueue_many, n, int(sys.argv[3]))
     elif command == "enqueue-lag":

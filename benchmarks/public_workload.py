@@ -26,7 +26,8 @@ directory in ``--dir`` (so on the same disk as the spool) and no persistence (``
 Before the rounds, jobq and the job modules are byte-compiled, so every system starts from
 bytecode as an installed package does (runs before 2026-12-01 compiled jobq at every start).
 
-The same rounds also measure jobq durable ``enqueue_many`` (batches of ``--batch``); the round
+The same rounds also measure jobq durable ``enqueue_many`` (batches of ``--batch``) and
+``enqueue_sync`` (one at a time from sync code, as the peers' producers call); the round
 trip p50/p99 against an idle worker (enqueue one job, await its result; ``--samples`` times)
 for jobq durable and non-durable; and the raw floors in Python on the same disk (``floors.py``):
 O_EXCL create + write + close + rename from ``tmp/`` into ``pending/``, one at a time; the same
@@ -271,6 +272,12 @@ def enqueue_many(work: str, args: argparse.Namespace) -> dict[str, float]:
     return {"enqueue": rate}
 
 
+def enqueue_sync(work: str, args: argparse.Namespace) -> dict[str, float]:
+    """jobq durable ``enqueue_sync`` one at a time (no event loop), into a fresh spool."""
+    with storage(SYSTEMS["jobq"], work) as env:
+        return {"enqueue": produce("public_jobq", env, "enqueue-sync", args.jobs)["per_s"]}
+
+
 def round_trip(system: System, work: str, args: argparse.Namespace) -> dict[str, float]:
     """Enqueue one job and await its result, against idle jobq workers (p50 and p99 in ms)."""
     with storage(system, work) as env, worker(system, env, args, subprocess.DEVNULL) as proc:
@@ -307,6 +314,7 @@ def plan(args: argparse.Namespace) -> dict[str, Callable[[str], dict[str, float]
         key: functools.partial(workload, system, args=args) for key, system in SYSTEMS.items()
     }
     runs["jobq-many"] = lambda work: enqueue_many(work, args)
+    runs["jobq-sync"] = lambda work: enqueue_sync(work, args)
     runs["rt-jobq"] = lambda work: round_trip(SYSTEMS["jobq"], work, args)
     runs["rt-jobq-nd"] = lambda work: round_trip(SYSTEMS["jobq-nd"], work, args)
     runs["lag-jobq"] = lambda work: loop_lag(SYSTEMS["jobq"], work, args)
@@ -315,7 +323,9 @@ def plan(args: argparse.Namespace) -> dict[str, Callable[[str], dict[str, float]
     return runs
 
 
-MEASURES = (*SYSTEMS, "jobq-many", "rt-jobq", "rt-jobq-nd", "lag-jobq", "lag-jobq-nd", "floors")
+MEASURES = (
+    *SYSTEMS, "jobq-many", "jobq-sync", "rt-jobq", "rt-jobq-nd", "lag-jobq", "lag-jobq-nd", "floors"
+)  # fmt: skip
 Results = dict[str, dict[str, list[float]]]
 
 
@@ -409,6 +419,9 @@ def report(args: argparse.Namespace, results: Results, seconds: float, others: f
             cpu = median(results, key, "cpu")
             print(f"| {label} | {enqueue:,.0f} | {process:,.0f} | {total:.2f} | {first:.2f} "
                   f"| {cpu:,.0f} |")  # fmt: skip
+    if "jobq-sync" in results:
+        one = median(results, "jobq-sync", "enqueue")
+        print(f"| jobq durable `enqueue_sync` (no event loop) | {one:,.0f} | | | | |")
     if not args.only:
         many = median(results, "jobq-many", "enqueue")
         print(f"| jobq durable `enqueue_many`, batches of {args.batch} | {many:,.0f} | | | | |\n")
@@ -446,6 +459,9 @@ def print_targets(results: Results) -> None:
         ("durable `enqueue_many`, jobq / Huey `appendfsync always` enqueue", ">= 3x",
          *ratio("jobq-many", "enqueue", aof_enqueue, 3.0)),
     ]  # fmt: skip
+    if "jobq-sync" in results:
+        rows.insert(4, ("durable single enqueue from sync code (`enqueue_sync`), same ratio",
+                        ">= 1.0x", *ratio("jobq-sync", "enqueue", aof_enqueue, 1.0)))  # fmt: skip
     for name, label, limit in (("rt-jobq", "durable", 1.0), ("rt-jobq-nd", "non-durable", 0.5)):
         p50, p99 = median(results, name, "p50_ms"), median(results, name, "p99_ms")
         rows.append((f"round trip p50 (p99), idle worker, jobq {label}", f"<= {limit} ms",
