@@ -28,10 +28,13 @@ class Publishing(JobFiles):
     """Job files published into the spool: single jobs, batches, deduplication keys."""
 
     def publish(self, jobs: Sequence[Job], due_us: int | None = None) -> list[bool]:
-        """Publish ``jobs`` as one batch, with one fsync per directory.
+        """Publish ``jobs`` as one batch, durable when this returns if the spool is durable.
 
-        Each job file is written and fsynced in ``tmp/`` first, so a failure while writing
-        publishes nothing. Jobs whose deduplication key is taken are skipped.
+        Durable: each job file is written and synced in ``tmp/`` first and each directory
+        synced once after the renames; or, where the filesystem allows, one flush covers them
+        all (a journal line each, or a single job's fsync after its rename: see
+        ``jobq.spool.journal``). A failure publishes nothing. Jobs whose deduplication key
+        is taken are skipped.
 
         Args:
             jobs: the jobs to publish.
