@@ -27,6 +27,7 @@ found and reported, with a generic reason.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -115,7 +116,8 @@ def read(spool: SpoolDir, path: str) -> Record | Quarantined | None:
             problem = "an empty file" if not raw.strip() else str(exc)
             # A commit a power cut interrupted may have left the job file here, emptied,
             # with its record staged: completed, it reads (see ``complete_commit_of``).
-            spool.complete_commit_of(queue, job_id)
+            with contextlib.suppress(OSError):  # a read-only spool: reported as it is
+                spool.complete_commit_of(queue, job_id)
             continue
         return Record(path, state, queue, job, outcome)
     reason = (

@@ -10,10 +10,12 @@ file never synced comes back empty) and check what a user would: results from re
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -27,7 +29,7 @@ from test_power_loss import PowerCut, jobq_json, touch_back
 
 import jobq
 from jobq.lease import reap_expired
-from jobq.spool import SpoolDir, journal
+from jobq.spool import SpoolDir, files, journal
 from jobq.waiting import filesystem_type
 
 if TYPE_CHECKING:
@@ -268,8 +270,48 @@ def test_a_collector_removes_what_a_producer_left_while_creating_its_journal(
     (spool_path / "journals").mkdir()
     leftover = spool_path / "journals" / ".vm.123.abcd.0"  # died before renaming it in place
     leftover.write_bytes(b"")
+    assert SpoolDir(spool_path).collect_journals() == 0  # may be a producer creating it now
+    touch_back(leftover, 120.0)
     assert SpoolDir(spool_path).collect_journals() == 1
     assert not leftover.exists()
+
+
+def test_after_a_failed_sync_a_producer_leaves_its_journal_whole_to_a_worker(
+    spool_path: Path, journaled: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal, "RETIRE_AFTER", 0.05)
+    real_syncfs = files._syncfs
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(files, "_syncfs", failing)
+    first = e2e.add.enqueue_sync(1, 1)
+    segments = sorted((spool_path / "journals").glob("*.jsonl"))
+    wait_for(lambda: _unlocked(segments), "the producer to let go of its journal")
+    assert SpoolDir(spool_path).collect_journals() == 0  # the disk still fails: kept
+    assert [line["id"] for line in journal_lines(spool_path)] == [first.id]  # kept whole
+    second = e2e.add.enqueue_sync(2, 2)  # into a new pair
+    assert len(list((spool_path / "journals").glob("*.jsonl"))) == 4
+
+    monkeypatch.setattr(files, "_syncfs", real_syncfs)
+    assert SpoolDir(spool_path).collect_journals() == 2  # the pair it let go of
+    assert journal.lookup(str(spool_path), first.id) is None
+    assert journal.lookup(str(spool_path), second.id) is not None
+    assert len(job_files(spool_path)) == 2
+
+
+def _unlocked(paths: list[Path]) -> bool:
+    """Whether no process holds the ``flock`` of any of ``paths``."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+    return True
 
 
 # -- producers that end -------------------------------------------------------------------
@@ -429,3 +471,28 @@ def test_an_enqueue_whose_file_cannot_be_synced_after_its_rename_publishes_nothi
     assert failed.value.errno == errno.EIO
     assert len(job_files(spool_path)) == 1
     assert list((spool_path / "tmp").iterdir()) == []
+
+
+def test_the_directory_is_synced_too_when_it_grew(
+    spool_path: Path, synced_after_rename: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ext4 without a journal: the file's fsync writes the directory block holding its new
+    name, not the directory's inode, which changes when the directory grows a block."""
+    real_fsync = os.fsync
+    synced_dirs: list[int] = []
+
+    def fsync(fd: int) -> None:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode) and os.readlink(f"/proc/self/fd/{fd}").endswith("pending"):
+            synced_dirs.append(st.st_size)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    pending = spool_path / "queues" / "default" / "pending"
+    sizes = []
+    for n in range(300):
+        e2e.add.enqueue_sync(n, 0)
+        sizes.append(pending.stat().st_size)
+    grown = [b for a, b in zip([None, *sizes], sizes, strict=False) if a != b]
+    assert len(grown) >= 3  # the test grew the directory a few times
+    assert synced_dirs == grown  # synced exactly when it had grown, at each new size

@@ -223,26 +223,17 @@ class Commits(JobFiles):
             with contextlib.suppress(InvalidName):
                 self.settle_fence(Claimed(*parse_running(os.path.basename(fence)), fence))
         dest = self.finished_path(state, queue, job_id)
-        try:
-            bare = _state_of(self.read_file(dest)) is None
-        except FileNotFoundError:
-            # A job file still at its running name may yet be fenced by a worker that froze
-            # after staging this: that fence must find it. The reaper drops it otherwise.
-            if self._running(queue, job_id, fences=False):
-                return
-            bare = False
-        except ValueError:
-            # Empty or torn: the job file this commit moved there, emptied by a power cut
-            # before it was synced, if a producer's journal holds the job.
-            bare = journal.lookup(self.root, job_id) is not None
-        except OSError:
-            bare = False
+        bare = self._bare(dest, queue, job_id)
+        if bare is None:
+            return
         if not bare:
             self.remove(path)
             return
         with translated("complete an interrupted commit"):
             try:
                 whole = _state_of(self.read_file(path)) == state
+            except FileNotFoundError:
+                return  # another process completed it meanwhile
             except (OSError, ValueError):
                 whole = False
             if not whole:
@@ -251,6 +242,22 @@ class Commits(JobFiles):
             elif self.rename(path, dest):
                 self.fsync_dir(os.path.dirname(dest))
 
+    def _bare(self, dest: str, queue: str, job_id: str) -> bool | None:
+        """Whether ``dest`` holds the job alone, its commit's record still to come; None to
+        leave the staged record where it is for now."""
+        try:
+            return _state_of(self.read_file(dest)) is None
+        except FileNotFoundError:
+            # A job file still at its running name may yet be fenced by a worker that froze
+            # after staging this: that fence must find it. The reaper drops it otherwise.
+            return None if self._running(queue, job_id, fences=False) else False
+        except ValueError:
+            # Empty or torn: the job file this commit moved there, emptied by a power cut
+            # before it was synced, if a producer's journal holds the job.
+            return journal.lookup(self.root, job_id) is not None
+        except OSError:
+            return False
+
     def _recover_bare(self, dest: str, state: str) -> None:
         """Settle a bare record whose staged record was lost: the job is there, its outcome not.
 
@@ -258,6 +265,13 @@ class Commits(JobFiles):
         job whose outcome was lost does (at least once); its lost start counts. One that was
         ``cancelled`` stays cancelled: its record is written anew without the lost details.
         """
+        try:
+            if _state_of(self.read_file(dest)) is not None:
+                return  # whole: another process completed the commit meanwhile
+        except ValueError:
+            pass  # emptied or torn: a journal may hold the job
+        except OSError:
+            return
         try:
             job = self.read_job(dest, os.path.basename(dest).removesuffix(L.JOB_SUFFIX))
         except (OSError, CorruptJob):

@@ -107,6 +107,7 @@ class FileOps:
         self.root = os.path.abspath(os.fspath(root))
         self.durable = durable
         self._tmp_prefix = os.path.join(self.root, L.TMP, "")
+        self._synced_sizes: dict[str, int] = {}  # directory: its size when last fsynced
 
     def path(self, *parts: str) -> str:
         """A path inside the spool (``parts`` are relative names, never absolute)."""
@@ -237,11 +238,16 @@ class FileOps:
     def _publish_then_sync(self, dest: str, data: bytes) -> None:
         """Publish ``data`` as the new file ``dest``: renamed into place first, then fsynced.
 
-        Only where that fsync also writes the new name's directory (ext4 without a journal:
-        ``journal.entry_synced_with_file``): one flush instead of a file's and a directory's.
-        A power cut before it returns may leave ``dest`` empty, as a non-durable publish
-        may; if the fsync or close fails, ``dest`` is removed again (reported as failed).
+        Only where that fsync also writes the new name's directory block (ext4 without a
+        journal: ``journal.entry_synced_with_file``): one flush instead of a file's and a
+        directory's. That fsync does not write the directory's own inode, so when the
+        directory has grown (a new block) since this process last synced it, or keeps its
+        entries in its inode (inline data), the directory is fsynced too. A power cut before
+        this returns may leave ``dest`` empty, as a non-durable publish may; if a sync or the
+        close fails, ``dest`` is removed again (reported as failed; a worker may have taken
+        it meanwhile, as with a failed directory sync).
         """
+        directory = os.path.dirname(dest)
         tmp = self._temp_path(os.path.basename(dest), ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         try:
@@ -256,9 +262,13 @@ class FileOps:
             raise
         try:
             try:
+                st = os.stat(directory)
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            if st.st_blocks == 0 or self._synced_sizes.get(directory) != st.st_size:
+                self.fsync_dir(directory)
+                self._synced_sizes[directory] = st.st_size  # ext4 directories never shrink
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(dest)

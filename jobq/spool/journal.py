@@ -14,14 +14,16 @@ The files: ``journals/HOST.PID.TOKEN.N.jsonl``, N 0 or 1, each line one job file
 a second after the first append since the last retirement it switches segments, syncs the
 filesystem (every job file named in the old segment is then durable, wherever it moved since)
 and empties the old one. At exit it retires both and removes them; after a failed sync it
-empties nothing. Each segment is ``flock``ed by its process while it lives; a segment whose
-lock is free belongs to a dead process, and a worker mends the jobs it names, syncs and
-removes it (``SpoolDir.collect_journals``). Stale lines (jobs long finished) are
-harmless: a line only ever restores a job file that exists and is empty or torn.
+lets go of both, whole, and starts a new pair. Each segment is ``flock``ed by its process
+while it lives; a segment whose lock is free belongs to a process that let go of it, and a
+worker writes the jobs it names again, syncs and removes it (``SpoolDir.collect_journals``).
+Stale lines (jobs long finished) are harmless: a line only ever restores a job file that
+exists and is empty, torn or holding another job.
 
 Only where both hold: a local filesystem that keeps metadata in order (``ordered_metadata``),
-and a ``syncfs`` that reports errors (see ``files._syncfs_usable``). Elsewhere (no journal,
-btrfs, network filesystems) durable enqueues keep their two flushes.
+and a ``syncfs`` that reports errors (see ``files._syncfs_usable``). On ext4 without a journal
+a single durable enqueue fsyncs its file after the rename instead (``sync_after_rename``);
+elsewhere (btrfs, network filesystems) durable enqueues keep their two flushes.
 """
 
 from __future__ import annotations
@@ -58,8 +60,9 @@ __all__ = (
     "usable",
 )
 
-#: Seconds after the last append that a segment is retired (synced with the filesystem and
-#: emptied): a crash's leftovers stay small, and a busy producer pays one syncfs a second.
+#: Seconds after the first append since the last retirement that a segment is retired
+#: (synced with the filesystem and emptied): a crash's leftovers stay small, and a busy
+#: producer pays one syncfs a second.
 RETIRE_AFTER = 1.0
 
 #: Set by tests to force the choices (None: judged by the filesystem).
@@ -137,8 +140,8 @@ class Journal:
         self._lines = [0, 0]  # lines per segment since it was last emptied
         self._timer: threading.Timer | None = None
         self._closed = False
-        self._failed = False  # a sync failed: nothing is emptied or removed any more
         self._torn = False  # a failed append may have left part of a line
+        self._pair = 0  # which pair of segments is open: a new one after _abandon
 
     def append(self, jobs: Sequence[bytes]) -> None:
         """Append job files' bytes (one line each) and flush them: when this returns, the
@@ -171,11 +174,13 @@ class Journal:
             self._schedule()
             # Its own descriptor: a close at exit must not pull it from under the flush.
             mine = os.dup(fd)
+            _flushing.add(mine)
         # Outside the lock: appends of other threads go on meanwhile. Should a retirement
         # empty the segment first, it synced the filesystem before, jobs included.
         try:
             os.fdatasync(mine)
         finally:
+            _flushing.discard(mine)
             os.close(mine)
 
     def _schedule(self) -> None:
@@ -218,6 +223,14 @@ class Journal:
             self._discard()
             raise
 
+    def _abandon(self) -> None:
+        """Let go of both segments, whole, without removing them (under the lock)."""
+        for fd in self._fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds, self._paths, self._lines, self._active = [], [], [0, 0], 0
+        self._pair += 1
+
     def _discard(self) -> None:
         for fd in self._fds:
             os.close(fd)
@@ -230,24 +243,26 @@ class Journal:
         """In the timer's thread: switch segments, sync the filesystem, empty the old one."""
         with self._lock:
             self._timer = None
-            if self._closed or self._failed:
+            if self._closed or not self._fds:
                 return
             if self._lines[self._active] and not self._lines[1 - self._active]:
                 self._active = 1 - self._active  # appends go on in the empty segment
             old = 1 - self._active
-            count, fd = self._lines[old], self._fds[old]
+            count, fd, pair = self._lines[old], self._fds[old], self._pair
         if count:
             try:
                 files._syncfs(fd)
             except OSError:
                 # A writeback error is reported once: a second syncfs would succeed with the
-                # data lost. Keep every line; a worker collects them after this process.
+                # data lost. Both segments are left as they are, unlocked, for a worker to
+                # collect (it writes their jobs again and syncs); appends go to a new pair.
                 with self._lock:
-                    self._failed = True
+                    if self._pair == pair:
+                        self._abandon()
                 return
             with self._lock, contextlib.suppress(OSError):  # kept: tried again next time
-                if not self._closed:
-                    os.ftruncate(self._fds[old], 0)
+                if not self._closed and self._pair == pair:
+                    os.ftruncate(fd, 0)
                     self._lines[old] = 0
         with self._lock:
             if any(self._lines):
@@ -265,8 +280,6 @@ class Journal:
             if self._timer is not None:
                 self._timer.cancel()
             try:
-                if self._failed:
-                    raise OSError("an earlier sync failed")
                 if any(self._lines):
                     files._syncfs(self._fds[0])
             except OSError:
@@ -279,6 +292,7 @@ class Journal:
 
 _journals: dict[tuple[int, str], Journal] = {}
 _journals_lock = threading.Lock()
+_flushing: set[int] = set()  # descriptors duplicated for a flush in progress
 
 
 def journal_for(root: str) -> Journal:
@@ -389,6 +403,10 @@ def _after_fork() -> None:
         found._fds = []
         found._closed = True
     _journals.clear()
+    for fd in list(_flushing):  # another thread's flush, which the child does not have
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _flushing.clear()
     _segments.clear()
 
 

@@ -7,8 +7,10 @@ heartbeats, the spool's own clock, cancel requests, and the collection of leftov
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import time
 
 import orjson
 
@@ -29,6 +31,10 @@ from jobq.spool.jobs import Claimed
 from jobq.spool.publish import Publishing
 
 __all__ = ("SpoolDir",)
+
+#: Seconds a hidden journal segment may exist unlocked: its producer creates, locks and
+#: renames it in a moment, so an older one is a dead producer's leftover.
+HIDDEN_GRACE = 60.0
 
 
 def _names_with_hidden(directory: str) -> list[str]:
@@ -281,11 +287,18 @@ class SpoolDir(Publishing, Commits):
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue  # its producer lives, and retires it itself
-                # A hidden one was never written: its producer died while creating it.
-                if not filename.startswith("."):
+                # A hidden one was never written: its producer died while creating it, or
+                # is creating it right now (not locked yet): only an old one is left over.
+                if filename.startswith("."):
+                    if time.time() - os.fstat(fd).st_mtime < HIDDEN_GRACE:
+                        continue
+                else:
                     if not self._mend_named(dict(journal.lines(self.read_file(path)))):
                         continue
-                    files._syncfs(fd)
+                    try:
+                        files._syncfs(fd)
+                    except OSError:
+                        continue  # kept until a sync succeeds
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
                 removed += 1
@@ -307,7 +320,7 @@ class SpoolDir(Publishing, Commits):
             absent = unsettled - {job_id for job_id, _ in found}
             for job_id, path in found:
                 try:
-                    self.read_job(path, job_id)  # mends it if it must
+                    self._rewrite_named(path, job_id, jobs[job_id])
                 except FileNotFoundError:
                     continue  # moved since it was listed: the next look finds it
                 except (OSError, CorruptJob):
@@ -323,6 +336,17 @@ class SpoolDir(Publishing, Commits):
                 return True
             absent_before = absent
         return False
+
+    def _rewrite_named(self, path: str, job_id: str, line: bytes) -> None:
+        """Mend the job file ``path`` if it must; if it holds just the line's bytes, write them
+        again all the same. A writeback error its producer met (and ``syncfs`` reports once)
+        may have left the page cache whole and the disk not: written again, the collector's
+        own sync writes them or fails, and the line stays until one succeeds.
+        """
+        if self.read_file(path) != line:
+            self.read_job(path, job_id)  # mends it if it is empty, torn or not its job
+        elif not journal.mend_file(path, line):
+            raise FileNotFoundError(errno.ENOENT, "moved meanwhile", path)
 
     def _job_files_of(self, job_ids: set[str]) -> list[tuple[str, str]]:
         """Where the job files of ``job_ids`` are: (job id, path), one listing a directory."""
