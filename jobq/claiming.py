@@ -241,8 +241,8 @@ class Claimer:
             reason = f"corrupt job file: {exc}"
             self.report.quarantined(self.spool.quarantine(held.path, reason), reason)
             return None
-        if job.id != held.job_id or job.queue != held.queue:
-            reason = "job file's id or queue does not match its name"
+        if job.queue != held.queue:  # its id is checked by read_job
+            reason = "job file's queue does not match its name"
             self.report.quarantined(self.spool.quarantine(held.path, reason), reason)
             return None
         return job

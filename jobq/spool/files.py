@@ -31,10 +31,11 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 
 
-def list_names(directory: str) -> list[str]:
-    """File names in ``directory`` (no stat), skipping hidden ones; [] if it does not exist."""
+def list_names(directory: str, *, hidden: bool = False) -> list[str]:
+    """File names in ``directory`` (no stat), skipping hidden ones unless ``hidden``; [] if it
+    does not exist."""
     try:
-        return [n for n in os.listdir(directory) if not n.startswith(".")]
+        return [n for n in os.listdir(directory) if hidden or not n.startswith(".")]
     except (FileNotFoundError, NotADirectoryError):
         return []
 
@@ -83,6 +84,22 @@ def _syncfs(fd: int) -> None:
         raise OSError(code, os.strerror(code))
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write ``data`` whole to ``fd`` (``os.write`` may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def fsync_directory(path: str) -> None:
+    """Make the entries of the directory ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def translated(action: str) -> Iterator[None]:
     try:
@@ -122,13 +139,8 @@ class FileOps:
         Args:
             always: fsync even when not durable (files a power cut must not empty).
         """
-        if not (self.durable or always):
-            return
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if self.durable or always:
+            fsync_directory(directory)
 
     def _write_new(self, path: str, data: bytes) -> None:
         """Create ``path`` exclusively, write ``data`` whole, fsync if durable, check close."""
@@ -173,9 +185,7 @@ class FileOps:
             # Before writing: a network filesystem's client still has the attributes the
             # create returned; after a write it asks the server again.
             ino = os.fstat(fd).st_ino
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
             if sync:
                 os.fsync(fd)
         except BaseException:
@@ -217,14 +227,7 @@ class FileOps:
         reports the publish as failed, so it must not stay (a new job, not a replacement).
         """
         sync = self.durable or always_sync
-        tmp = self._temp_path(os.path.basename(dest), ".tmp")
-        self._write_new_file(tmp, data, sync=sync)
-        try:
-            os.rename(tmp, dest)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        self._place_new(dest, data, sync=sync)
         if not sync:
             return
         try:
@@ -233,6 +236,18 @@ class FileOps:
             if take_back:
                 with contextlib.suppress(OSError):
                     os.unlink(dest)
+            raise
+
+    def _place_new(self, dest: str, data: bytes, *, sync: bool) -> None:
+        """Write ``data`` to a new temp file (fsynced if ``sync``) and rename it to ``dest``;
+        the temp file is removed if that fails."""
+        tmp = self._temp_path(os.path.basename(dest), ".tmp")
+        self._write_new_file(tmp, data, sync=sync)
+        try:
+            os.rename(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
             raise
 
     def _publish_then_sync(self, dest: str, data: bytes) -> None:
@@ -251,9 +266,7 @@ class FileOps:
         tmp = self._temp_path(os.path.basename(dest), ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
             os.rename(tmp, dest)
         except BaseException:
             os.close(fd)

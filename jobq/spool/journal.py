@@ -160,11 +160,9 @@ class Journal:
                 data = b"\n" + data
             size = os.fstat(fd).st_size
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                files.write_all(fd, data)
             except BaseException:
-                try:
+                try:  # take back whatever part of it was written
                     os.ftruncate(fd, size)
                 except OSError:
                     self._torn = True
@@ -216,9 +214,9 @@ class Journal:
                 os.rename(hidden, path)
                 self._paths[-1] = path
             # The segments' names must be durable before a line in them counts.
-            _fsync_dir(directory)
+            files.fsync_directory(directory)
             if created:
-                _fsync_dir(self.root)
+                files.fsync_directory(self.root)
         except BaseException:
             self._discard()
             raise
@@ -381,14 +379,6 @@ def mend_file(path: str, data: bytes) -> bool:
     finally:
         os.close(fd)
     return True
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _after_fork() -> None:

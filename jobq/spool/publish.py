@@ -53,8 +53,8 @@ class Publishing(JobFiles):
         self, jobs: Sequence[Job], data: Sequence[bytes], due_us: int | None = None
     ) -> list[bool]:
         """``publish`` for jobs already encoded (``encode_job``): ``data[i]`` is ``jobs[i]``'s."""
-        keyless = all(job.key is None for job in jobs)
-        if self.durable and jobs and keyless and journal.usable(self.root):
+        durable_journal = self.durable and jobs and journal.usable(self.root)
+        if durable_journal and all(job.key is None for job in jobs):
             return self._publish_journaled(jobs, data, due_us)
         if len(jobs) == 1 and jobs[0].key is None:
             return [self._publish_one(jobs[0], data[0], due_us)]
@@ -118,14 +118,7 @@ class Publishing(JobFiles):
             try:
                 for job, raw in zip(jobs, data, strict=True):
                     dest = self._publish_target(job, due_us)
-                    tmp = self._temp_path(job.id, ".job")
-                    self._write_new_file(tmp, raw, sync=False)
-                    try:
-                        os.rename(tmp, dest)
-                    except BaseException:
-                        with contextlib.suppress(OSError):
-                            os.unlink(tmp)
-                        raise
+                    self._place_new(dest, raw, sync=False)
                     placed.append(dest)
                 journal.journal_for(self.root).append(data)
             except BaseException:

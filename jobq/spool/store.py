@@ -37,13 +37,6 @@ __all__ = ("SpoolDir",)
 HIDDEN_GRACE = 60.0
 
 
-def _names_with_hidden(directory: str) -> list[str]:
-    try:
-        return os.listdir(directory)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
 class SpoolDir(Publishing, Commits):
     """Low-level, blocking access to one spool directory.
 
@@ -276,7 +269,7 @@ class SpoolDir(Publishing, Commits):
             return 0  # journals are only written where it is: a spool that moved keeps them
         directory = self.path(L.JOURNALS)
         removed = 0
-        for filename in _names_with_hidden(directory):
+        for filename in list_names(directory, hidden=True):
             path = os.path.join(directory, filename)
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
