@@ -325,8 +325,11 @@ class FileOps:
         """``rename`` for a destination other actors may produce too (a reaper, a collector).
 
         The lost-reply check must then match the very file, so the source's inode is read
-        first; a source already gone is a lost race.
+        first; a source already gone is a lost race. A local filesystem loses no reply: the
+        rename's own ENOENT says that, and the stat (a syscall a claim or commit) is skipped.
         """
+        if not _replies_may_be_lost(self.root):
+            return self.rename(src, dst, shared=True)
         try:
             ino = os.stat(src).st_ino
         except FileNotFoundError:
