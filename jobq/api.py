@@ -206,7 +206,10 @@ class JobFunction(Generic[P, R, T]):
     ) -> list[JobHandle[T]]:
         spool = spool or self._spool_dir()
         now = time.time()
-        jobs = [self._build(a, kw, now) for a, kw in calls]
+        # A microsecond apart: the pending name sorts by enqueue time, so a batch keeps its
+        # order (FIFO within a priority) instead of tying and falling back on random ids.
+        first_us = round(now * 1_000_000)
+        jobs = [self._build(a, kw, (first_us + i) / 1_000_000) for i, (a, kw) in enumerate(calls)]
         due = None if self._opts.delay <= 0 else round((now + self._opts.delay) * 1_000_000)
         if self._opts.after:
             for dep in self._opts.after:

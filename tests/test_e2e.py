@@ -199,6 +199,23 @@ async def test_priority_order_across_two_queues(
     assert order.read_text().split() == expected
 
 
+async def test_enqueue_many_runs_in_batch_order(
+    spool_path: Path,
+    tmp_path: Path,
+    anyio_backend: str,
+    worker_process: Callable[..., WorkerProcess],
+) -> None:
+    # One batch shares one moment: its jobs must still run first in, first out.
+    order = tmp_path / "order.txt"
+    tags = [f"t{i:02d}" for i in range(30)]
+    await e2e.record.enqueue_many([(str(order), tag) for tag in tags])
+    await e2e.record.options(priority=1).enqueue_many([(str(order), "urgent")])
+
+    burst(worker_process, spool_path, "--concurrency", "1", backend=anyio_backend)
+
+    assert order.read_text().split() == ["urgent", *tags]
+
+
 async def test_burst_worker_exits_zero_on_an_empty_spool(
     spool_path: Path, anyio_backend: str, worker_process: Callable[..., WorkerProcess]
 ) -> None:
