@@ -7,21 +7,20 @@ is imported (each child imports it anyway).
 
 from __future__ import annotations
 
-import functools
-import logging
 import os
 import re
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import orjson
 
 from jobq import config
+from jobq.cli_errors import OneLineErrors, fail, one_line_errors
 from jobq.config import spool_dir
-from jobq.errors import ConfigurationError, InvalidName, JobNotFound, JobqError, SpoolError
+from jobq.errors import InvalidName, JobNotFound
 from jobq.layout import FINISHED_STATES, FORMAT_FILE, INVALID, STATES
 from jobq.logs import FORMATS as LOG_FORMATS
 from jobq.logs import configure as configure_logging
@@ -55,61 +54,6 @@ def _spool(spool_path: str | None, durable: bool | None = None) -> SpoolDir:
     return spool_dir(path, durable)
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
-    # One line, whatever the message holds (an app's error may span several).
-    click.echo("jobq: " + " ".join(message.split()), err=True)
-    sys.exit(code)
-
-
-def _errors(func: F) -> F:
-    """Turn every error into one line on stderr, never a traceback: exit 1 (not found, job
-    failed, the filesystem refused) or 2 (bad input); Ctrl-C exits 130 quietly."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise  # click's own usage errors (exit 2) and exits
-        except BaseExceptionGroup as group:  # from a task group: the first error says it
-            _exit_for(_first_error(group))
-        except (Exception, KeyboardInterrupt) as exc:
-            _exit_for(exc)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    first = group.exceptions[0]
-    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
-
-
-def _exit_for(exc: BaseException) -> NoReturn:
-    """Exit with the one line and the exit code that ``exc`` calls for."""
-    if isinstance(exc, KeyboardInterrupt):
-        sys.exit(130)
-    if isinstance(exc, JobNotFound):
-        _fail(str(exc).strip("'\""), 1)
-    if isinstance(exc, (ValueError, TypeError, ConfigurationError)) and not isinstance(
-        exc, OSError
-    ):
-        # InvalidName, SerializationError, an app that does not import: bad usage.
-        _fail(str(exc), 2)
-    if isinstance(exc, OSError):  # SpoolError too: permission denied, read-only, disk full
-        _fail(_os_error(exc), 1)
-    if isinstance(exc, JobqError):
-        _fail(str(exc), 1)
-    logging.getLogger("jobq.cli").debug("unexpected error", exc_info=exc)
-    _fail(f"unexpected {type(exc).__name__}: {exc}", 1)
-
-
-def _os_error(exc: OSError) -> str:
-    if isinstance(exc, SpoolError) or not exc.strerror:
-        return exc.strerror or str(exc)
-    where = exc.filename if exc.filename is not None else None
-    return f"{where}: {exc.strerror}" if where else exc.strerror
-
-
 def _job_id(spool: SpoolDir, text: str) -> str:
     """``text`` as a job id; one that cannot be an id is a job that is not there (exit 1)."""
     try:
@@ -122,15 +66,17 @@ def _print_json(value: object) -> None:
     click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
 
 
-def _duration(text: str) -> float:
+def _duration(text: str, option: str) -> float:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
     if not match:
-        raise click.BadParameter(f"{text!r} is not a duration like 30s, 15m, 12h, 7d")
+        raise click.BadParameter(
+            f"{text!r} is not a duration like 30s, 15m, 12h, 7d", param_hint=f"'{option}'"
+        )
     unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
     return float(match.group(1)) * unit
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--spool", "spool_path", metavar="PATH", default=None, help="Spool directory.")
 @click.version_option(package_name="jobq")
 @click.pass_context
@@ -163,7 +109,7 @@ def main(ctx: click.Context, spool_path: str | None) -> None:
               help="Seconds a job this worker has no function for is left to workers that "
               "have it before it fails (rolling deploys).")  # fmt: skip
 @_spool_option
-@_errors
+@one_line_errors
 def worker(
     apps: tuple[str, ...],
     queues: str | None,
@@ -188,7 +134,7 @@ def worker(
         configure_logging(log_level, log_format)
     else:
         configure_logging(log_level, log_format, stream=handed[1], child=handed[0])
-    ttl = None if result_ttl is None else _duration(result_ttl)
+    ttl = None if result_ttl is None else _duration(result_ttl, "--result-ttl")
 
     queue_list = None
     if queues is not None:
@@ -221,7 +167,7 @@ def worker(
 @click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
               help="Seconds between redraws with --watch.")  # fmt: skip
 @_spool_option
-@_errors
+@one_line_errors
 def status(
     job_id: str | None, as_json: bool, watch: bool, interval: float, spool_path: str | None
 ) -> None:
@@ -264,7 +210,7 @@ def status(
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_spool_option
-@_errors
+@one_line_errors
 def jobs(
     state: str | None, queue: str | None, limit: int, as_json: bool, spool_path: str | None
 ) -> None:
@@ -298,7 +244,7 @@ def jobs(
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_spool_option
-@_errors
+@one_line_errors
 def schedules(as_json: bool, spool_path: str | None) -> None:
     """The periodic jobs that workers registered, their next tick and last tick's job."""
     from jobq import inspect
@@ -306,7 +252,7 @@ def schedules(as_json: bool, spool_path: str | None) -> None:
 
     spool = _spool(spool_path)
     if not os.path.exists(spool.path(FORMAT_FILE)):
-        _fail(f"no spool at {spool.root}")
+        fail(f"no spool at {spool.root}")
     found = inspect.schedule_list(spool)
     if as_json:
         _print_json(found)
@@ -330,7 +276,7 @@ def schedules(as_json: bool, spool_path: str | None) -> None:
 @click.argument("job_id")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the job finishes.")
 @_spool_option
-@_errors
+@one_line_errors
 def logs(job_id: str, follow: bool, spool_path: str | None) -> None:
     """Print the log a job captured while it ran."""
     from jobq import admin, inspect
@@ -361,7 +307,7 @@ def logs(job_id: str, follow: bool, spool_path: str | None) -> None:
 @click.option("--failed", "all_failed", is_flag=True, help="Requeue every failed job.")
 @click.option("--queue", default=None, help="With --failed: only this queue.")
 @_spool_option
-@_errors
+@one_line_errors
 def retry(
     job_ids: tuple[str, ...], all_failed: bool, queue: str | None, spool_path: str | None
 ) -> None:
@@ -418,7 +364,7 @@ def _for_each_job(
 @main.command()
 @click.argument("job_ids", nargs=-1, required=True)
 @_spool_option
-@_errors
+@one_line_errors
 def cancel(job_ids: tuple[str, ...], spool_path: str | None) -> None:
     """Cancel pending, scheduled or running jobs."""
     from jobq import admin, inspect
@@ -449,7 +395,7 @@ def _json_arg(text: str, kind: type, what: str) -> Any:
 @click.option("--priority", type=click.IntRange(-9999, 9999), default=0, show_default=True)
 @click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True)
 @_spool_option
-@_errors
+@one_line_errors
 def enqueue(
     name: str,
     args_json: str,
@@ -487,14 +433,14 @@ def enqueue(
 @click.option("--older-than", default="7d", show_default=True, help="Age like 30m, 12h, 7d.")
 @click.option("--queue", default=None)
 @_spool_option
-@_errors
+@one_line_errors
 def purge(
     states: tuple[str, ...], older_than: str, queue: str | None, spool_path: str | None
 ) -> None:
     """Remove old outcome records and their logs."""
     from jobq import admin, inspect
 
-    age = _duration(older_than)
+    age = _duration(older_than, "--older-than")
     chosen = states or FINISHED_STATES
     only = check_queue(queue) if queue else None
     spool = _spool(spool_path)
@@ -509,7 +455,7 @@ def purge(
 @click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_spool_option
-@_errors
+@one_line_errors
 def bench(count: int, durable: bool, processes: int, as_json: bool, spool_path: str | None) -> None:
     """Measure this spool's filesystem: enqueue/s, jobs/s, pickup latency p50/p99."""
     from jobq import bench as benchmod
@@ -528,14 +474,14 @@ def bench(count: int, durable: bool, processes: int, as_json: bool, spool_path: 
 @click.option("--allow-actions", is_flag=True,
               help="Offer retry and cancel buttons (POST, same-origin only).")  # fmt: skip
 @_spool_option
-@_errors
+@one_line_errors
 def dashboard(host: str, port: int, allow_actions: bool, spool_path: str | None) -> None:
     """Serve the web dashboard: queues, workers, jobs, logs, /metrics and /api/status."""
     from jobq import dashboard as web
 
     if web.missing_extra():
-        _fail("the dashboard needs the extra: pip install 'jobq[dashboard]'")
+        fail("the dashboard needs the extra: pip install 'jobq[dashboard]'")
     spool = _spool(spool_path)
     if not web.is_spool(spool):
-        _fail(f"no spool at {spool.root}")
+        fail(f"no spool at {spool.root}")
     web.serve(spool, host, port, allow_actions)
