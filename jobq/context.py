@@ -18,12 +18,17 @@ from jobq.errors import JobqError
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-__all__ = ("CaptureHandler", "JobContext", "current_job", "current_job_or_none")
+__all__ = ("JOB_LOG_ONLY", "CaptureHandler", "JobContext", "current_job", "current_job_or_none")
 
 _CURRENT: ContextVar[JobContext | None] = ContextVar("jobq_current_job", default=None)
 _JOB_LOGGER = "jobq.job"
 logging.getLogger(_JOB_LOGGER).setLevel(logging.DEBUG)
 _WORKER_LOGGER = "jobq.worker"
+
+#: A log record with this attribute true goes to its job's log file only, never to the
+#: worker's stderr (``jobq.logs``): jobq's own notes about an attempt, such as its progress or
+#: a retried failure's traceback, would break the one line per finished attempt there.
+JOB_LOG_ONLY = "jobq_job_log_only"
 
 
 @dataclass(eq=False)
@@ -51,9 +56,13 @@ class JobContext:
         """Report progress; it shows in ``jobq status JOB_ID`` and the job's log."""
         self.progress_state = {"done": done, "total": total, "message": message, "at": time.time()}
         shown = f"{done:g}" if total is None else f"{done:g}/{total:g}"
-        self.log.info("progress %s %s", shown, message)
+        self.note(logging.INFO, "progress %s %s", shown, message)
         if self._progress_sink is not None:
             await self._progress_sink(self)
+
+    def note(self, level: int, message: str, *args: object) -> None:
+        """Log ``message % args`` to this job's log file only (``JOB_LOG_ONLY``)."""
+        self.log.log(level, message, *args, extra={JOB_LOG_ONLY: True})
 
     def activate(self) -> Token[JobContext | None]:
         """Make this the current job in this context; returns a token for ``deactivate``."""

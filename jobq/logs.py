@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import orjson
 
-from jobq.context import current_job_or_none
+from jobq.context import JOB_LOG_ONLY, current_job_or_none
 
 __all__ = (
     "FORMATS",
@@ -190,8 +190,14 @@ def configure(
     handler.set_name(_HANDLER_NAME)
     handler.setLevel(level)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(_not_job_log_only)
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def _not_job_log_only(record: logging.LogRecord) -> bool:
+    # jobq's notes for a job's log file (its progress, a retried failure's traceback).
+    return not getattr(record, JOB_LOG_ONLY, False)

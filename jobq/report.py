@@ -106,9 +106,9 @@ class Reporter:
                 _max_attempts(run), fields=fields,
             )  # fmt: skip
             kind = "failure"
-        else:
-            _log(logging.INFO, "job %s[%s] %s after %.3f s", job.name, job.id, outcome.state,
-                 duration, fields=fields)  # fmt: skip
+        else:  # cancelled: an attempt ends so only when a cancel was asked for
+            _log(logging.INFO, "job %s[%s] %s after %.3f s: cancel requested", job.name, job.id,
+                 outcome.state, duration, fields=fields)  # fmt: skip
             return
         if self.hooks.wanted(kind):
             self.hooks.fire(

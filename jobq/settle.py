@@ -140,7 +140,8 @@ class Settler:
                 ending.delay if ending.delay is not None else backoff_delay(job, held.name.attempts)
             )
             if ending.error is not None:
-                run.ctx.log.warning(
+                run.ctx.note(
+                    logging.WARNING,
                     "attempt %d failed, retrying in %.2f s:\n%s",
                     held.name.attempts,
                     delay,

@@ -96,7 +96,14 @@ def test_one_line_per_finished_attempt(
     )
     assert level == "WARNING"
     assert one(rf"job observed\.again\[{asked.id}\] done in \d+\.\d{{3}} s")[0] == "INFO"
-    assert one(rf"job observed\.sleep\[{slow.id}\] cancelled after \d+\.\d{{3}} s")[0] == "INFO"
+    cancelled = (
+        rf"job observed\.sleep\[{slow.id}\] cancelled after \d+\.\d{{3}} s: cancel requested"
+    )
+    assert one(cancelled)[0] == "INFO"
+    # A retried failure's traceback goes to the job's log only: one line per attempt here.
+    assert "Traceback" not in worker.output()
+    assert "retrying in" not in worker.output()
+    assert "attempt 1 failed, retrying in" in bad.log_sync()
     level, message = one(r"quarantined \S+: corrupt job file: .*")
     assert level == "WARNING"
     (quarantined,) = [p for p in (spool_path / "invalid").iterdir() if p.suffix == ".json"]
@@ -135,10 +142,14 @@ def test_json_log_lines_for_log_shippers(
     failed = event("observed.boom", "failed")
     assert (failed["level"], failed["job_id"], failed["attempt"]) == ("ERROR", bad.id, 2)
     assert (failed["error_type"], failed["error_message"]) == ("apps.observed.Boom", "json please")
-    # What a job logs itself (here the job's log line about its retry) names the job too.
-    (own,) = [r for r in records if r["logger"] == "jobq.job.observed.boom"]
-    assert (own["job_id"], own["job_name"], own["attempt"]) == (bad.id, "observed.boom", 1)
-    assert "apps.observed.Boom: json please" in own["message"]  # its traceback, in one line
+    # What a job logs itself names the job too; jobq's own notes (the retried failure's
+    # traceback) stay in the job's log.
+    own = [r for r in records if r["logger"] == "jobq.job.observed.boom"]
+    assert [(r["job_id"], r["job_name"], r["attempt"]) for r in own] == [
+        (bad.id, "observed.boom", 1),
+        (bad.id, "observed.boom", 2),
+    ]
+    assert [r["message"] for r in own] == ["about to fail: json please"] * 2
 
 
 def test_log_level(spool_path: Path, worker_process: Callable[..., WorkerProcess]) -> None:

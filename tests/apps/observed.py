@@ -35,7 +35,8 @@ async def ok(x: int, out: str = "", hook: str = "") -> int:
 
 @jobq.job(name="observed.boom", retries=1, retry_delay=0.05)
 def boom(message: str, out: str = "", hook: str = "") -> None:
-    """Fail every time (one retry, then failed for good)."""
+    """Log a line of its own, then fail every time (one retry, then failed for good)."""
+    jobq.current_job().log.warning("about to fail: %s", message)
     raise Boom(message)
 
 
