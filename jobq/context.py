@@ -60,6 +60,11 @@ class JobContext:
         if self._progress_sink is not None:
             await self._progress_sink(self)
 
+    @property
+    def logger(self) -> logging.Logger:
+        """The same logger as ``log`` (under the name other libraries give it)."""
+        return self.log
+
     def note(self, level: int, message: str, *args: object) -> None:
         """Log ``message % args`` to this job's log file only (``JOB_LOG_ONLY``)."""
         self.log.log(level, message, *args, extra={JOB_LOG_ONLY: True})

@@ -34,7 +34,7 @@ PROMISED_MEMBERS = {
     "JobHandle": {"result", "state", "cancel", "log", "info_sync", "state_sync", "cancel_sync"},
     "Spool": {"job", "get", "stats", "path"},
     "Worker": {"run", "stop"},
-    "JobContext": {"progress"},
+    "JobContext": {"progress", "logger"},
 }
 
 

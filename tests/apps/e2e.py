@@ -64,8 +64,8 @@ async def chatty(word: str) -> str:
 
 @jobq.job(name="e2e.chatty_sync", queue=QUEUE_CPU)
 def chatty_sync(word: str) -> str:
-    """``chatty`` for a sync job running in a thread."""
-    jobq.current_job().log.info("job logger says %s", word)
+    """``chatty`` for a sync job running in a thread (through ``logger``, ``log``'s alias)."""
+    jobq.current_job().logger.info("job logger says %s", word)
     stdlib_logger.warning("stdlib logging says %s", word)
     return word
 
