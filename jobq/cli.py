@@ -24,7 +24,7 @@ from jobq.errors import InvalidName, JobNotFound
 from jobq.layout import FINISHED_STATES, FORMAT_FILE, INVALID, STATES
 from jobq.logs import FORMATS as LOG_FORMATS
 from jobq.logs import configure as configure_logging
-from jobq.names import check_job_id, check_job_name, check_queue
+from jobq.names import check_job_id, check_queue
 
 if TYPE_CHECKING:
     from jobq.spool import SpoolDir
@@ -390,41 +390,39 @@ def _json_arg(text: str, kind: type, what: str) -> Any:
 @click.argument("name")
 @click.option("--args", "args_json", default="[]", help="JSON array of positional arguments.")
 @click.option("--kwargs", "kwargs_json", default="{}", help="JSON object of keyword arguments.")
-@click.option("--queue", default="default", show_default=True)
+@click.option("--queue", default=None, help="The queue [default: the job's, else default].")
 @click.option("--delay", type=click.FloatRange(min=0), default=0.0, help="Seconds to wait.")
-@click.option("--priority", type=click.IntRange(-9999, 9999), default=0, show_default=True)
-@click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--priority", type=click.IntRange(-9999, 9999), default=None,
+              help="[default: the job's, else 0]")  # fmt: skip
+@click.option("--retries", type=click.IntRange(min=0), default=None,
+              help="[default: the job's, else 0]")  # fmt: skip
 @_spool_option
 @one_line_errors
 def enqueue(
     name: str,
     args_json: str,
     kwargs_json: str,
-    queue: str,
+    queue: str | None,
     delay: float,
-    priority: int,
-    retries: int,
+    priority: int | None,
+    retries: int | None,
     spool_path: str | None,
 ) -> None:
-    """Enqueue a job by its registered NAME (no app import needed); prints its id."""
-    from jobq.model import Job, new_job_id
+    """Enqueue a job by its registered NAME, with its @job options where its module imports;
+    prints its id."""
+    from jobq.api import Spool
+    from jobq.byname import enqueue_by_name
 
     args = _json_arg(args_json, list, "--args")
     kwargs = _json_arg(kwargs_json, dict, "--kwargs")
-    now = time.time()
-    job = Job(
-        id=new_job_id(),
-        name=check_job_name(name),
-        queue=check_queue(queue),
-        args=args,
-        kwargs=kwargs,
-        priority=priority,
-        retries=retries,
-        enqueued_at=now,
+    spool = Spool(_spool(spool_path).root)
+    handle, note = enqueue_by_name(
+        spool, name, args, kwargs, queue=queue, delay=delay, priority=priority, retries=retries
     )
-    due = round((now + delay) * 1_000_000) if delay > 0 else None
-    _spool(spool_path).publish([job], due)
-    click.echo(job.id)
+    if note is not None:
+        click.echo(f"jobq: note: {' '.join(note.split())}; enqueued without its @job options",
+                   err=True)  # fmt: skip
+    click.echo(handle.id)
 
 
 @main.command()

@@ -206,8 +206,61 @@ def test_enqueue_by_name_then_run(
     assert status(spool_path, job_id)["result"] == 42
 
 
+MAIL_APP = """
+import jobq
+
+
+@jobq.job(queue="mail", priority=3, retries=2, retry_delay=0.01)
+def send(to: str) -> str:
+    return "sent to " + to
+"""
+
+
+def test_enqueue_applies_the_jobs_registered_options(spool_path: Path, tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "mailapp.py").write_text(MAIL_APP)
+    spool = ("--spool", str(spool_path))
+    made = run_jobq("enqueue", "mailapp.send", "--args", '["ann"]', *spool, cwd=app)
+    assert (made.returncode, made.stderr) == (0, ""), made.stderr
+    job_id = made.stdout.strip()
+    (pending,) = (spool_path / "queues" / "mail" / "pending").iterdir()
+    content = json.loads(pending.read_bytes())
+    assert (content["id"], content["queue"], content["priority"], content["retries"]) == (
+        job_id, "mail", 3, 2,
+    )  # fmt: skip
+    assert content["retry_delay"] == 0.01
+    # What the command line says wins over the job's options.
+    told = run_jobq(
+        "enqueue", "mailapp.send", "--args", '["bob"]', "--queue", "default",
+        "--priority", "0", "--retries", "0", *spool, cwd=app,
+    )  # fmt: skip
+    assert told.returncode == 0, told.stderr
+    (other,) = (spool_path / "queues" / "default" / "pending").iterdir()
+    content = json.loads(other.read_bytes())
+    assert (content["queue"], content["priority"], content["retries"]) == ("default", 0, 0)
+
+    # The app's worker serves the app's queue, where the job is.
+    ran = run_jobq("worker", "mailapp", "--burst", *spool, cwd=app)
+    assert ran.returncode == 0, ran.stderr
+    assert status(spool_path, job_id)["result"] == "sent to ann"
+
+
+def test_enqueue_from_a_module_that_raises_says_so_and_enqueues(
+    spool_path: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "brokenapp.py").write_text("import os\nos.environ['NO_SUCH_SETTING_HERE']\n")
+    made = run_jobq("enqueue", "brokenapp.send", "--spool", str(spool_path), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    (note,) = made.stderr.splitlines()
+    assert note.startswith("jobq: note: app module 'brokenapp' raised KeyError while importing")
+    assert note.endswith("enqueued without its @job options")
+    job_id = made.stdout.strip()
+    assert status(spool_path, job_id)["queue"] == "default"
+
+
 def test_enqueue_with_delay_and_unregistered_name(spool_path: Path) -> None:
-    # The CLI never imports the app: any well-formed name is accepted.
+    # No module registers this name: it is accepted, with the defaults and the options given.
     result = cli(spool_path, "enqueue", "billing.tasks.charge", "--delay", "30")
     assert result.exit_code == 0, result.stderr
     job_id = result.stdout.strip()
