@@ -13,9 +13,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from jobq.api import JobFunction, JobOptions, Spool, call, job
+    from jobq.api import JobFunction, JobOptions, call
     from jobq.config import configure
     from jobq.context import JobContext, current_job
+    from jobq.decorator import Spool, job
     from jobq.errors import (
         ConfigurationError,
         DependencyFailed,
@@ -64,7 +65,8 @@ __version__ = "0.1.0"
 
 #: The module that defines each public name.
 _HOMES = {
-    **dict.fromkeys(("JobFunction", "JobOptions", "Spool", "call", "job"), "jobq.api"),
+    **dict.fromkeys(("JobFunction", "JobOptions", "call"), "jobq.api"),
+    **dict.fromkeys(("Spool", "job"), "jobq.decorator"),
     "configure": "jobq.config",
     **dict.fromkeys(("JobContext", "current_job"), "jobq.context"),
     **dict.fromkeys(

@@ -29,7 +29,8 @@ import anyio
 import click
 
 from jobq import layout as L
-from jobq.api import JobFunction, JobOptions, Spool, job
+from jobq.api import JobFunction, JobOptions
+from jobq.decorator import Spool, job
 from jobq.errors import JobqError, SpoolError
 from jobq.waiting import events_enabled, filesystem_type, local_filesystem
 

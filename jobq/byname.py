@@ -17,12 +17,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from jobq.api import JobFunction, JobOptions, Spool
+from jobq.api import JobFunction, JobOptions
 from jobq.errors import ConfigurationError
 from jobq.names import check_job_name
 from jobq.registry import JobSpec, import_apps, lookup
 
 if TYPE_CHECKING:
+    from jobq.decorator import Spool
     from jobq.handle import JobHandle
 
 __all__ = ("enqueue_by_name", "registered_spec")

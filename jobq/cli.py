@@ -410,8 +410,8 @@ def enqueue(
 ) -> None:
     """Enqueue a job by its registered NAME, with its @job options where its module imports;
     prints its id."""
-    from jobq.api import Spool
     from jobq.byname import enqueue_by_name
+    from jobq.decorator import Spool
 
     args = _json_arg(args_json, list, "--args")
     kwargs = _json_arg(kwargs_json, dict, "--kwargs")

@@ -30,7 +30,7 @@ import pytest
 
 from jobq import config, inspect
 from jobq import layout as L
-from jobq.api import Spool
+from jobq.decorator import Spool
 from jobq.worker import Worker
 
 if TYPE_CHECKING:

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
 
-    from jobq.api import Spool
+    from jobq.decorator import Spool
     from jobq.jobtasks import JobTasks
     from jobq.model import Job
     from jobq.spool import Claimed

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from starlette.applications import Starlette
 
-    from jobq.api import Spool
+    from jobq.decorator import Spool
     from jobq.spool import SpoolDir
 
 __all__ = (
@@ -155,8 +155,8 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def _spool_dir(spool: SpoolDir | Spool | str | os.PathLike[str]) -> SpoolDir:
-    from jobq.api import Spool
     from jobq.config import spool_dir
+    from jobq.decorator import Spool
 
     if isinstance(spool, Spool):
         return spool.dir
