@@ -8,72 +8,23 @@ is imported (each child imports it anyway).
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import orjson
 
-from jobq import config
+from jobq import cli_jobs, config
 from jobq.cli_errors import OneLineErrors, fail, one_line_errors
-from jobq.config import spool_dir
-from jobq.errors import InvalidName, JobNotFound
+from jobq.cli_options import duration, job_id_of, print_json, spool_for, spool_option
 from jobq.layout import FINISHED_STATES, FORMAT_FILE, INVALID, STATES
 from jobq.logs import FORMATS as LOG_FORMATS
 from jobq.logs import configure as configure_logging
-from jobq.names import check_job_id, check_queue
-
-if TYPE_CHECKING:
-    from jobq.spool import SpoolDir
+from jobq.names import check_queue
 
 __all__ = ("main",)
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-def _spool_option(func: F) -> F:
-    """Give a command ``--spool PATH`` (default: ``$JOBQ_SPOOL`` or ``./jobq-spool``)."""
-    return click.option(
-        "--spool",
-        "spool_path",
-        metavar="PATH",
-        default=None,
-        help="Spool directory [default: $JOBQ_SPOOL or ./jobq-spool].",
-    )(func)
-
-
-def _spool(spool_path: str | None, durable: bool | None = None) -> SpoolDir:
-    ctx = click.get_current_context()
-    path = spool_path or (ctx.obj or {}).get("spool") or config.default_spool_path()
-    return spool_dir(path, durable)
-
-
-def _job_id(spool: SpoolDir, text: str) -> str:
-    """``text`` as a job id; one that cannot be an id is a job that is not there (exit 1)."""
-    try:
-        return check_job_id(text)
-    except InvalidName:
-        raise JobNotFound(f"no job {text!r} in spool {spool.root}") from None
-
-
-def _print_json(value: object) -> None:
-    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
-
-
-def _duration(text: str, option: str) -> float:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
-    if not match:
-        raise click.BadParameter(
-            f"{text!r} is not a duration like 30s, 15m, 12h, 7d", param_hint=f"'{option}'"
-        )
-    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
-    return float(match.group(1)) * unit
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
@@ -108,7 +59,7 @@ def main(ctx: click.Context, spool_path: str | None) -> None:
 @click.option("--unknown-grace", type=click.FloatRange(min=0), default=300.0, show_default=True,
               help="Seconds a job this worker has no function for is left to workers that "
               "have it before it fails (rolling deploys).")  # fmt: skip
-@_spool_option
+@spool_option
 @one_line_errors
 def worker(
     apps: tuple[str, ...],
@@ -134,7 +85,7 @@ def worker(
         configure_logging(log_level, log_format)
     else:
         configure_logging(log_level, log_format, stream=handed[1], child=handed[0])
-    ttl = None if result_ttl is None else _duration(result_ttl, "--result-ttl")
+    ttl = None if result_ttl is None else duration(result_ttl, "--result-ttl")
 
     queue_list = None
     if queues is not None:
@@ -143,7 +94,7 @@ def worker(
         if durable is None:
             config.default_durable()  # a bad JOBQ_DURABLE stops here, not in every child
         sys.exit(supervisor.supervise(processes, sys.argv[1:]))
-    spool = _spool(spool_path, durable)
+    spool = spool_for(spool_path, durable)
     sys.exit(
         supervisor.run_worker(
             spool,
@@ -166,7 +117,7 @@ def worker(
 @click.option("--watch", is_flag=True, help="Redraw in place until Ctrl-C.")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
               help="Seconds between redraws with --watch.")  # fmt: skip
-@_spool_option
+@spool_option
 @one_line_errors
 def status(
     job_id: str | None, as_json: bool, watch: bool, interval: float, spool_path: str | None
@@ -176,10 +127,10 @@ def status(
 
     if watch and as_json:
         raise click.UsageError("--watch redraws the table: leave out --json")
-    spool = _spool(spool_path)
+    spool = spool_for(spool_path)
     inspect.require_spool(spool)
     if job_id is not None:
-        job_id = _job_id(spool, job_id)
+        job_id = job_id_of(spool, job_id)
     if watch:
         one = job_id
 
@@ -193,12 +144,12 @@ def status(
     if job_id is None:
         stats = inspect.spool_stats(spool)
         if as_json:
-            _print_json(stats)
+            print_json(stats)
             return
         click.echo("\n".join(render.status_lines(spool, stats)))
         return
     info = inspect.job_info(spool, job_id, details=not as_json)
-    _print_json(info) if as_json else click.echo("\n".join(render.job_lines(info)))
+    print_json(info) if as_json else click.echo("\n".join(render.job_lines(info)))
     if info["state"] in ("failed", INVALID):
         sys.exit(1)  # "job failed" is exit 1, so scripts can test the outcome directly
 
@@ -209,7 +160,7 @@ def status(
 @click.option("--queue", default=None)
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_spool_option
+@spool_option
 @one_line_errors
 def jobs(
     state: str | None, queue: str | None, limit: int, as_json: bool, spool_path: str | None
@@ -219,11 +170,11 @@ def jobs(
 
     if queue is not None:
         check_queue(queue)
-    spool = _spool(spool_path)
+    spool = spool_for(spool_path)
     inspect.require_spool(spool)
     rows = inspect.list_jobs(spool, state=state, queue=queue, limit=limit)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     if not rows:
         return
@@ -243,19 +194,19 @@ def jobs(
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_spool_option
+@spool_option
 @one_line_errors
 def schedules(as_json: bool, spool_path: str | None) -> None:
     """The periodic jobs that workers registered, their next tick and last tick's job."""
     from jobq import inspect
     from jobq.periodic import describe_tick
 
-    spool = _spool(spool_path)
+    spool = spool_for(spool_path)
     if not os.path.exists(spool.path(FORMAT_FILE)):
         fail(f"no spool at {spool.root}")
     found = inspect.schedule_list(spool)
     if as_json:
-        _print_json(found)
+        print_json(found)
         return
     if not found:
         click.echo("no periodic jobs registered (a worker registers its app's cron=/every= jobs)")
@@ -275,15 +226,15 @@ def schedules(as_json: bool, spool_path: str | None) -> None:
 @main.command()
 @click.argument("job_id")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the job finishes.")
-@_spool_option
+@spool_option
 @one_line_errors
 def logs(job_id: str, follow: bool, spool_path: str | None) -> None:
     """Print the log a job captured while it ran."""
     from jobq import admin, inspect
 
-    spool = _spool(spool_path)
+    spool = spool_for(spool_path)
     inspect.require_spool(spool)
-    job_id = _job_id(spool, job_id)
+    job_id = job_id_of(spool, job_id)
     state = admin.job_state(spool, job_id)
     offset = 0
     while True:
@@ -303,164 +254,21 @@ def logs(job_id: str, follow: bool, spool_path: str | None) -> None:
 
 
 @main.command()
-@click.argument("job_ids", nargs=-1)
-@click.option("--failed", "all_failed", is_flag=True, help="Requeue every failed job.")
-@click.option("--queue", default=None, help="With --failed: only this queue.")
-@_spool_option
-@one_line_errors
-def retry(
-    job_ids: tuple[str, ...], all_failed: bool, queue: str | None, spool_path: str | None
-) -> None:
-    """Put failed or cancelled jobs back to pending."""
-    from jobq import admin, inspect
-
-    if bool(job_ids) == all_failed:
-        raise click.UsageError("give JOB_ID... or --failed (not both)")
-    only = check_queue(queue) if queue else None
-    spool = _spool(spool_path)
-    inspect.require_spool(spool)
-    if all_failed:
-        done = admin.retry_failed(spool, only)
-        click.echo(f"requeued {len(done)} failed job(s)")
-        return
-
-    def not_retried(job_id: str) -> str:
-        if admin.job_state(spool, job_id) == INVALID:
-            return (
-                "invalid: its file was quarantined and cannot run again (see `jobq status "
-                f"{job_id}`); enqueue it anew"
-            )
-        return "not dead (nothing to retry)"
-
-    _for_each_job(spool, job_ids, lambda i: admin.retry_job(spool, i), "requeued", not_retried)
-
-
-def _for_each_job(
-    spool: SpoolDir,
-    job_ids: tuple[str, ...],
-    action: Callable[[str], bool],
-    done: str,
-    skipped: str | Callable[[str], str],
-) -> None:
-    """Apply ``action`` to each id, one line each; exit 1 after all if any id was unknown.
-
-    ``skipped`` says why ``action`` returned False (a function of the id where that varies).
-    """
-    missing = 0
-    for job_id in job_ids:
-        try:
-            checked = _job_id(spool, job_id)
-            ok = action(checked)
-            why = skipped if ok or isinstance(skipped, str) else skipped(checked)
-        except JobNotFound as exc:
-            click.echo(f"jobq: {exc}", err=True)
-            missing += 1
-            continue
-        click.echo(f"{job_id} {done if ok else why}")
-    if missing:
-        sys.exit(1)
-
-
-@main.command()
-@click.argument("job_ids", nargs=-1, required=True)
-@_spool_option
-@one_line_errors
-def cancel(job_ids: tuple[str, ...], spool_path: str | None) -> None:
-    """Cancel pending, scheduled or running jobs."""
-    from jobq import admin, inspect
-
-    spool = _spool(spool_path)
-    inspect.require_spool(spool)
-    _for_each_job(
-        spool, job_ids, lambda i: admin.cancel_job(spool, i), "cancelled", "already finished"
-    )
-
-
-def _json_arg(text: str, kind: type, what: str) -> Any:
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint=what) from None
-    if not isinstance(value, kind):
-        raise click.BadParameter(f"must be a JSON {kind.__name__}", param_hint=what)
-    return value
-
-
-@main.command()
-@click.argument("name")
-@click.option("--args", "args_json", default="[]", help="JSON array of positional arguments.")
-@click.option("--kwargs", "kwargs_json", default="{}", help="JSON object of keyword arguments.")
-@click.option("--queue", default=None, help="The queue [default: the job's, else default].")
-@click.option("--delay", type=click.FloatRange(min=0), default=0.0, help="Seconds to wait.")
-@click.option("--priority", type=click.IntRange(-9999, 9999), default=None,
-              help="[default: the job's, else 0]")  # fmt: skip
-@click.option("--retries", type=click.IntRange(min=0), default=None,
-              help="[default: the job's, else 0]")  # fmt: skip
-@_spool_option
-@one_line_errors
-def enqueue(
-    name: str,
-    args_json: str,
-    kwargs_json: str,
-    queue: str | None,
-    delay: float,
-    priority: int | None,
-    retries: int | None,
-    spool_path: str | None,
-) -> None:
-    """Enqueue a job by its registered NAME, with its @job options where its module imports;
-    prints its id."""
-    from jobq.byname import enqueue_by_name
-    from jobq.decorator import Spool
-
-    args = _json_arg(args_json, list, "--args")
-    kwargs = _json_arg(kwargs_json, dict, "--kwargs")
-    spool = Spool(_spool(spool_path).root)
-    handle, note = enqueue_by_name(
-        spool, name, args, kwargs, queue=queue, delay=delay, priority=priority, retries=retries
-    )
-    if note is not None:
-        click.echo(f"jobq: note: {' '.join(note.split())}; enqueued without its @job options",
-                   err=True)  # fmt: skip
-    click.echo(handle.id)
-
-
-@main.command()
-@click.option("--state", "states", type=click.Choice([*FINISHED_STATES]), multiple=True,
-              help="Which records [default: done, failed and cancelled].")  # fmt: skip
-@click.option("--older-than", default="7d", show_default=True, help="Age like 30m, 12h, 7d.")
-@click.option("--queue", default=None)
-@_spool_option
-@one_line_errors
-def purge(
-    states: tuple[str, ...], older_than: str, queue: str | None, spool_path: str | None
-) -> None:
-    """Remove old outcome records and their logs."""
-    from jobq import admin, inspect
-
-    age = _duration(older_than, "--older-than")
-    chosen = states or FINISHED_STATES
-    only = check_queue(queue) if queue else None
-    spool = _spool(spool_path)
-    inspect.require_spool(spool)
-    removed = admin.purge(spool, tuple(chosen), age, only)
-    click.echo(f"removed {removed} record(s)")
-
-
-@main.command()
 @click.option("--jobs", "count", type=click.IntRange(min=1), default=2000, show_default=True)
 @click.option("--durable/--no-durable", default=True, show_default=True)
 @click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_spool_option
+@spool_option
 @one_line_errors
 def bench(count: int, durable: bool, processes: int, as_json: bool, spool_path: str | None) -> None:
     """Measure this spool's filesystem: enqueue/s, jobs/s, pickup latency p50/p99."""
     from jobq import bench as benchmod
 
-    results = benchmod.run(_spool(spool_path).root, count, durable, processes, progress=not as_json)
+    results = benchmod.run(
+        spool_for(spool_path).root, count, durable, processes, progress=not as_json
+    )
     if as_json:
-        _print_json(results)
+        print_json(results)
     else:
         benchmod.print_report(results)
 
@@ -471,7 +279,7 @@ def bench(count: int, durable: bool, processes: int, as_json: bool, spool_path: 
 @click.option("--port", type=click.IntRange(1, 65535), default=8181, show_default=True)
 @click.option("--allow-actions", is_flag=True,
               help="Offer retry and cancel buttons (POST, same-origin only).")  # fmt: skip
-@_spool_option
+@spool_option
 @one_line_errors
 def dashboard(host: str, port: int, allow_actions: bool, spool_path: str | None) -> None:
     """Serve the web dashboard: queues, workers, jobs, logs, /metrics and /api/status."""
@@ -479,7 +287,11 @@ def dashboard(host: str, port: int, allow_actions: bool, spool_path: str | None)
 
     if web.missing_extra():
         fail("the dashboard needs the extra: pip install 'jobq[dashboard]'")
-    spool = _spool(spool_path)
+    spool = spool_for(spool_path)
     if not web.is_spool(spool):
         fail(f"no spool at {spool.root}")
     web.serve(spool, host, port, allow_actions)
+
+
+for _command in (cli_jobs.enqueue, cli_jobs.retry, cli_jobs.cancel, cli_jobs.purge):
+    main.add_command(_command)
