@@ -166,13 +166,13 @@ def jobs(
     state: str | None, queue: str | None, limit: int, as_json: bool, spool_path: str | None
 ) -> None:
     """List jobs: waiting ones in run order, finished ones by enqueue time, newest first."""
-    from jobq import inspect, render
+    from jobq import inspect, joblist, render
 
     if queue is not None:
         check_queue(queue)
     spool = spool_for(spool_path)
     inspect.require_spool(spool)
-    rows = inspect.list_jobs(spool, state=state, queue=queue, limit=limit)
+    rows = joblist.list_jobs(spool, state=state, queue=queue, limit=limit)
     if as_json:
         print_json(rows)
         return

@@ -1,4 +1,5 @@
-"""Read-only queries over a spool: counts, one job, job listings, workers.
+"""Read-only queries over a spool: counts, one job, quarantined files, workers (listings of
+jobs: ``jobq.joblist``).
 
 Nothing here needs a running worker; ``jobq status`` and ``Spool.stats()`` are thin layers
 over these functions. The one change a query may make is the one every reader makes: an
@@ -9,10 +10,7 @@ whoever meets it first (``jobq.records``), on a spool it can write.
 from __future__ import annotations
 
 import contextlib
-import functools
-import math
 import os
-import re
 import time
 from typing import Any
 
@@ -23,7 +21,7 @@ from jobq import records
 from jobq.errors import InvalidName, JobNotFound, JobqError, SpoolError
 from jobq.layout import JobFileName, parse_running
 from jobq.lease import lease_of
-from jobq.model import CorruptJob, decode_job, decode_record
+from jobq.model import CorruptJob, decode_job
 from jobq.names import check_job_id
 from jobq.periodic import read_schedules
 from jobq.spool import SpoolDir, journal, list_names
@@ -36,7 +34,7 @@ __all__ = (
     "invalid_files",
     "is_spool",
     "job_info",
-    "list_jobs",
+    "read_if_there",
     "require_spool",
     "spool_stats",
     "worker_list",
@@ -51,7 +49,6 @@ JOB_KEYS = (
     "result", "error", "progress",
 )  # fmt: skip
 REASON_SUFFIX = L.REASON_SUFFIX
-_TIMED_ID = re.compile(r"[0-9a-f]{21}")  # new_job_id(): 11 hex digits of ms, 10 random
 
 
 class NoSpool(JobqError):
@@ -168,7 +165,7 @@ def invalid_files(spool: SpoolDir, *, limit: int | None = None) -> list[dict[str
     rows = []
     for name in _invalid_names(spool):
         path = spool.path(L.INVALID, name)
-        reason_raw = _read(path + REASON_SUFFIX)
+        reason_raw = read_if_there(path + REASON_SUFFIX)
         reason = reason_raw.decode("utf-8", "replace").strip() if reason_raw else None
         try:
             at: float | None = os.stat(path + REASON_SUFFIX if reason_raw else path).st_mtime
@@ -178,7 +175,7 @@ def invalid_files(spool: SpoolDir, *, limit: int | None = None) -> list[dict[str
             "file": name, "path": path, "state": INVALID, "reason": reason,
             "quarantined_at": at, "id": None, "name": None, "queue": None,
         }  # fmt: skip
-        raw = _read(path)
+        raw = read_if_there(path)
         try:
             job = decode_job(raw) if raw is not None else None
         except (CorruptJob, ValueError):
@@ -200,7 +197,8 @@ def schedule_list(spool: SpoolDir) -> list[dict[str, Any]]:
     return read_schedules(spool)
 
 
-def _read(path: str) -> bytes | None:
+def read_if_there(path: str) -> bytes | None:
+    """The bytes of the file at ``path``, or None if there is none."""
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -226,7 +224,7 @@ def job_info(spool: SpoolDir, job_id: str, *, details: bool = False) -> dict[str
         info = _invalid_info(records.quarantined(spool, job_id))
         if info is None:
             raise JobNotFound(f"no job {job_id} in spool {spool.root}")
-    progress = _read(spool.progress_path(job_id))
+    progress = read_if_there(spool.progress_path(job_id))
     try:
         info["progress"] = orjson.loads(progress) if progress else None
     except orjson.JSONDecodeError:
@@ -269,7 +267,7 @@ def _invalid_info(found: records.Quarantined | None) -> dict[str, Any] | None:
         "priority": None, "enqueued_at": None, "attempts": None, "started_at": None,
         "finished_at": None, "result": None, "error": found.error(), "worker": None,
     }  # fmt: skip
-    raw = _read(found.path)
+    raw = read_if_there(found.path)
     try:
         job = decode_job(raw) if raw else None
     except CorruptJob:
@@ -290,7 +288,7 @@ def _waiting_info(spool: SpoolDir, job_id: str) -> dict[str, Any] | None:
     if found is None:
         return None
     state, where = found
-    raw = _read(where.path)
+    raw = read_if_there(where.path)
     if raw is None:
         return None
     try:
@@ -324,120 +322,3 @@ def _waiting_info(spool: SpoolDir, job_id: str) -> dict[str, Any] | None:
         }
     )
     return info
-
-
-def list_jobs(
-    spool: SpoolDir,
-    *,
-    state: str | None = None,
-    queue: str | None = None,
-    limit: int | None = None,
-) -> list[dict[str, Any]]:
-    """Jobs as short dicts (id, name, queue, state, attempts, enqueued_at).
-
-    State by state; within a state, across queues, waiting jobs come in the order they will
-    run (priority, then enqueue time; scheduled ones by due time), finished ones by enqueue
-    time, newest first (keyed ids too: their record says when). ``state="invalid"`` lists
-    quarantined files instead (see ``invalid_files``).
-    """
-    if state == INVALID:
-        found = invalid_files(spool)
-        if queue is not None:
-            found = [r for r in found if r["queue"] == queue]
-        return found if limit is None else found[:limit]
-    queues = [queue] if queue is not None else spool.queues()
-    states = [state] if state is not None else list(STATES)
-    rows: list[dict[str, Any]] = []
-    for st in states:
-        listed = [item for q in queues for item in _paths(spool, st, q)]
-        listed.sort(key=functools.partial(_order, st), reverse=st in L.FINISHED_STATES)
-        for path, attempts in listed:
-            if limit is not None and len(rows) >= limit:
-                return rows
-            if st in L.FINISHED_STATES:
-                record = records.read(spool, path)  # quarantines a damaged record
-                if not isinstance(record, records.Record):
-                    continue  # gone, or now listed by --state invalid
-                job, outcome = record.job, record.outcome
-            else:
-                raw = _read(path)
-                if raw is None:
-                    continue
-                try:
-                    job, outcome = decode_record(raw)
-                except CorruptJob:
-                    continue
-            rows.append({
-                "id": job.id, "name": job.name, "queue": job.queue, "state": st,
-                "attempts": outcome.get("attempts", attempts), "enqueued_at": job.enqueued_at,
-                "finished_at": outcome.get("finished_at"),
-            })  # fmt: skip
-    return rows
-
-
-def _order(state: str, item: tuple[str, int | None]) -> tuple[float, str]:
-    """Sort key of a listed job file: its name (which sorts in run order) for jobs still to
-    run, its enqueue time for outcome records (``ID.json``)."""
-    path = item[0]
-    name = os.path.basename(path)
-    if state == L.RUNNING:
-        return (0.0, name.partition("@")[2])
-    if state not in L.FINISHED_STATES:
-        return (0.0, name)
-    job_id = name.removesuffix(L.JOB_SUFFIX)
-    if _TIMED_ID.fullmatch(job_id):
-        return (int(job_id[:11], 16) / 1000.0, job_id)
-    # A keyed, periodic or hand-made id says nothing about time: ask the record. Both kinds
-    # compare to the millisecond (what a timed id holds); ties are in no particular order.
-    raw = _read(path)
-    try:
-        enqueued = orjson.loads(raw).get("enqueued_at") if raw else None
-    except (orjson.JSONDecodeError, AttributeError):
-        enqueued = None
-    if not isinstance(enqueued, int | float):
-        return (0.0, job_id)
-    return (math.floor(enqueued * 1000) / 1000.0, job_id)
-
-
-def _paths(spool: SpoolDir, state: str, queue: str) -> list[tuple[str, int | None]]:
-    if state == L.PENDING:
-        directory = spool.pending_dir(queue)
-        return [(os.path.join(directory, n), _attempts(n)) for n in sorted(list_names(directory))]
-    if state in (L.SCHEDULED, L.WAITING):
-        directory = spool.scheduled_dir(queue) if state == L.SCHEDULED else spool.waiting_dir(queue)
-        return [(os.path.join(directory, n), _attempts(n)) for n in sorted(list_names(directory))]
-    if state == L.RUNNING:
-        found: list[tuple[str, int | None]] = []
-        for worker_id in spool.running_workers():
-            directory = spool.running_dir(worker_id)
-            for n in list_names(directory):
-                try:
-                    q, name = parse_running(n)
-                except ValueError:
-                    continue
-                if q == queue and not _recorded_fence(spool, n):
-                    found.append((os.path.join(directory, n), name.attempts))
-        return found
-    directory = spool.path(state, queue)
-    return [(os.path.join(directory, n), None) for n in sorted(list_names(directory), reverse=True)]
-
-
-def _recorded_fence(spool: SpoolDir, filename: str) -> bool:
-    """Whether a running directory's ``filename`` is a fence file whose record is in place.
-
-    Such a file is a finished job a commit has not tidied yet (or whose worker died just
-    then): it counts as its record, not as running too.
-    """
-    if not L.is_fence_name(filename):
-        return False
-    try:
-        queue, name = parse_running(filename)
-    except ValueError:
-        return False
-    return spool.find_finished(name.job_id, [queue]) is not None
-
-
-def _attempts(filename: str) -> int | None:
-    stem = filename.removesuffix(L.JOB_SUFFIX)
-    tail = stem.rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else None

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from jobq import config, inspect
+from jobq import config, inspect, joblist
 from jobq import layout as L
 from jobq.decorator import Spool
 from jobq.worker import Worker
@@ -165,7 +165,7 @@ async def run_jobs(
 
 def _failed_keys(spool: SpoolDir) -> list[tuple[str, float | None]]:
     """Id and finish time of every failed job (a job retried and failed again is new)."""
-    return [(r["id"], r["finished_at"]) for r in inspect.list_jobs(spool, state=L.FAILED)]
+    return [(r["id"], r["finished_at"]) for r in joblist.list_jobs(spool, state=L.FAILED)]
 
 
 def _failed_job(spool: SpoolDir, job_id: str) -> FailedJob:

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 import jobq
-from jobq import inspect
+from jobq import inspect, joblist
 from jobq.cli import main
 from jobq.config import spool_dir
 from jobq.dashboard import create_app, listing
@@ -255,7 +255,7 @@ def test_jobs_held_by_dependencies_are_listed_from_their_directory(
     assert job_links(client.get("/jobs?state=pending").text) == filled.pending[:-1]
 
 
-def test_states_listed_elsewhere_come_from_inspect(
+def test_states_listed_elsewhere_come_from_joblist(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     asked: list[tuple[str | None, str | None, int | None]] = []
@@ -268,7 +268,7 @@ def test_states_listed_elsewhere_come_from_inspect(
             for i in range(60)
         ]  # fmt: skip
 
-    monkeypatch.setattr(inspect, "list_jobs", list_jobs)
+    monkeypatch.setattr(joblist, "list_jobs", list_jobs)
     page = client.get("/jobs?state=invalid").text
     assert asked == [("invalid", None, 51)]
     assert page.count("not valid JSON #") == 50

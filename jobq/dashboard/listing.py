@@ -14,7 +14,7 @@ cost nothing; names are inside the files, so a search reads at most ``SCAN_BUDGE
 request and says how far it got, with a link to search further.
 
 States this module does not know (``invalid``, and any added later) are listed through
-``jobq.inspect.list_jobs``, which reads every file up to the page's end.
+``jobq.joblist.list_jobs``, which reads every file up to the page's end.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from jobq import inspect
+from jobq import joblist
 from jobq import layout as L
 from jobq.errors import InvalidName, JobqError
 from jobq.layout import JobFileName, parse_running, parse_scheduled
@@ -232,7 +232,7 @@ def _fallback_page(
     spool: SpoolDir, state: str, queue: str | None, offset: int, limit: int
 ) -> JobPage:
     try:
-        rows = inspect.list_jobs(spool, state=state, queue=queue, limit=offset + limit + 1)
+        rows = joblist.list_jobs(spool, state=state, queue=queue, limit=offset + limit + 1)
     except (JobqError, ValueError, KeyError, OSError):
         rows = []
     more = len(rows) > offset + limit
