@@ -7,6 +7,7 @@ this table, so a job file can never run arbitrary code. Importing an app module 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import os
@@ -95,13 +96,17 @@ def registered_names() -> list[str]:
 def import_apps(modules: Iterable[str]) -> None:
     """Import app modules (``pkg.tasks`` or ``path/to/tasks.py``) to register their jobs.
 
-    The current directory is put on ``sys.path`` first, as ``python -m`` would.
+    The current directory is put on ``sys.path`` first, as ``python -m`` would (unless it was
+    removed meanwhile).
 
     Raises:
-        ConfigurationError: if a module cannot be imported.
+        ConfigurationError: if a module cannot be imported, or raised (``sys.exit`` too) while
+            importing.
     """
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    with contextlib.suppress(FileNotFoundError):
+        cwd = os.getcwd()
+        if cwd not in sys.path:
+            sys.path.insert(0, cwd)
     for module in modules:
         target = module
         if module.endswith(".py") or os.sep in module:
@@ -117,6 +122,11 @@ def import_apps(modules: Iterable[str]) -> None:
             where = "" if isinstance(exc, SyntaxError) else _app_frame(exc)
             raise ConfigurationError(
                 f"app module {module!r} raised {type(exc).__name__} while importing{where}: {exc}"
+            ) from exc
+        except SystemExit as exc:  # not a reason for jobq to exit as the app asked
+            raise ConfigurationError(
+                f"app module {module!r} called sys.exit({exc.code!r}) while importing"
+                f"{_app_frame(exc)}"
             ) from exc
 
 

@@ -101,6 +101,7 @@ def _alive(pid: int) -> bool:
     [
         ("apps.no_such_app", "cannot import app module 'apps.no_such_app'"),
         ("apps.broken", "RuntimeError while importing (at "),
+        ("apps.exits", "called sys.exit('no config') while importing (at "),
     ],
 )
 def test_an_app_that_does_not_import_exits_2_at_once_with_one_line(
