@@ -98,7 +98,7 @@ class JobFunction(Generic[P, R, T]):
     def __repr__(self) -> str:
         return f"<jobq job {self.spec.name!r} queue={self.spec.queue!r}>"
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    def __call__(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function in-process, as if it were not a job.
 
         Outside a worker, ``jobq.current_job()`` inside the call gives a local stand-in (id
@@ -212,7 +212,7 @@ class JobFunction(Generic[P, R, T]):
             for j, ok in zip(jobs, published, strict=True)
         ]
 
-    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[T]:
+    async def enqueue(self, /, *args: P.args, **kwargs: P.kwargs) -> JobHandle[T]:
         """Enqueue one run of the job; returns once the job file is durable.
 
         A non-durable enqueue on a local disk runs on the event loop's thread, where it is
@@ -243,7 +243,7 @@ class JobFunction(Generic[P, R, T]):
             handles = await gate.call(lambda: self._publish([call], spool))
         return handles[0]
 
-    def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[T]:
+    def enqueue_sync(self, /, *args: P.args, **kwargs: P.kwargs) -> JobHandle[T]:
         """``enqueue`` for sync code (scripts, Flask, Django); same errors.
 
         Raises:

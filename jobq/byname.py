@@ -14,15 +14,21 @@ same file, same durability.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from jobq.api import JobFunction, JobOptions
+from jobq.decorator import DEFAULTS
 from jobq.errors import ConfigurationError
 from jobq.names import check_job_name
 from jobq.registry import JobSpec, import_apps, lookup
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from jobq.decorator import Spool
     from jobq.handle import JobHandle
 
@@ -31,7 +37,8 @@ __all__ = ("enqueue_by_name", "registered_spec")
 
 def registered_spec(name: str) -> tuple[JobSpec | None, str | None]:
     """The job registered as ``name``, importing its module if need be; and a note (or None)
-    saying why the module that should register it did not import."""
+    saying why the options could not be found: the module raised while importing, or it
+    imported but registers no such job (a typo, or a custom ``name=``)."""
     spec = lookup(name)
     if spec is not None:
         return spec, None
@@ -39,13 +46,31 @@ def registered_spec(name: str) -> tuple[JobSpec | None, str | None]:
     for end in range(len(parts) - 1, 0, -1):
         module = ".".join(parts[:end])
         try:
-            import_apps([module])
+            with _stdout_to_stderr():
+                import_apps([module])
         except ConfigurationError as exc:
             if _no_such_module(exc.__cause__, module):
                 continue  # maybe a shorter prefix is the module (``pkg.tasks.Class.method``)
             return None, str(exc)
-        return lookup(name), None
+        spec = lookup(name)
+        return spec, None if spec is not None else f"module {module!r} registers no job {name!r}"
     return None, None
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send what is written to stdout meanwhile to stderr, down to the file descriptor (an app
+    may print, or run a program, while it imports): stdout carries the job id alone."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _no_such_module(cause: BaseException | None, module: str) -> bool:
@@ -77,9 +102,18 @@ def enqueue_by_name(
         SerializationError: if an argument is not a JSON value.
         SpoolError: if the spool's filesystem refuses the write.
     """
-    spec, note = registered_spec(check_job_name(name))
-    if spec is None:
-        spec = JobSpec(name, _unregistered, "default", 0, 1.0, None, 0)
+    # What the command line gives is checked before any app code runs.
+    check_job_name(name)
+    unregistered = JobSpec(
+        name=name, func=_unregistered, queue=DEFAULTS["queue"], retries=DEFAULTS["retries"],
+        retry_delay=DEFAULTS["retry_delay"], timeout=DEFAULTS["timeout"],
+        priority=DEFAULTS["priority"],
+    )  # fmt: skip
+    JobFunction(_unregistered, unregistered, spool, JobOptions()).options(
+        queue=queue, priority=priority, delay=delay or None
+    )
+    spec, note = registered_spec(name)
+    spec = spec or unregistered
     if retries is not None:
         spec = replace(spec, retries=retries)
     function: JobFunction[..., Any, Any] = JobFunction(spec.func, spec, spool, JobOptions())

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import os
     from collections.abc import Callable, Coroutine
 
-__all__ = ("JobDecorator", "Spool", "job")
+__all__ = ("DEFAULTS", "JobDecorator", "Spool", "job")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -174,7 +174,8 @@ def job(
     return _job_decorator(None, func, name, options)
 
 
-_DEFAULTS: dict[str, Any] = {
+#: Every ``@job`` option and its default.
+DEFAULTS: dict[str, Any] = {
     "queue": "default",
     "retries": 0,
     "retry_delay": 1.0,
@@ -192,10 +193,10 @@ _DEFAULTS: dict[str, Any] = {
 def _job_decorator(
     spool: Spool | None, func: Callable[..., Any] | None, name: str | None, given: dict[str, Any]
 ) -> Any:
-    unknown = sorted(set(given) - set(_DEFAULTS))
+    unknown = sorted(set(given) - set(DEFAULTS))
     if unknown:
         raise TypeError(f"@job() got unexpected option(s): {', '.join(unknown)}")
-    opts = {**_DEFAULTS, **given}
+    opts = {**DEFAULTS, **given}
     if func is not None:
         return _decorate(func, spool, name, opts)
     _check_options(opts["queue"], opts["retries"], opts["retry_delay"], opts["timeout"],

@@ -209,6 +209,12 @@ def test_enqueue_by_name_then_run(
 MAIL_APP = """
 import jobq
 
+import os
+
+# An app that prints while importing: stdout must still hold the job id alone.
+print("mailapp imported")
+os.write(1, b"mailapp wrote\\n")
+
 
 @jobq.job(queue="mail", priority=3, retries=2, retry_delay=0.01)
 def send(to: str) -> str:
@@ -222,8 +228,10 @@ def test_enqueue_applies_the_jobs_registered_options(spool_path: Path, tmp_path:
     (app / "mailapp.py").write_text(MAIL_APP)
     spool = ("--spool", str(spool_path))
     made = run_jobq("enqueue", "mailapp.send", "--args", '["ann"]', *spool, cwd=app)
-    assert (made.returncode, made.stderr) == (0, ""), made.stderr
+    assert made.returncode == 0, made.stderr
+    assert sorted(made.stderr.splitlines()) == ["mailapp imported", "mailapp wrote"]
     job_id = made.stdout.strip()
+    assert made.stdout == job_id + "\n"
     (pending,) = (spool_path / "queues" / "mail" / "pending").iterdir()
     content = json.loads(pending.read_bytes())
     assert (content["id"], content["queue"], content["priority"], content["retries"]) == (
@@ -246,17 +254,40 @@ def test_enqueue_applies_the_jobs_registered_options(spool_path: Path, tmp_path:
     assert status(spool_path, job_id)["result"] == "sent to ann"
 
 
-def test_enqueue_from_a_module_that_raises_says_so_and_enqueues(
-    spool_path: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("source", "says"),
+    [
+        ("import os\nos.environ['NO_SUCH_SETTING']\n", "app module 'brokenapp' raised KeyError"),
+        ("import sys\nsys.exit('no config')\n", "app module 'brokenapp' called sys.exit"),
+        ("import sys\nsys.exit(0)\n", "app module 'brokenapp' called sys.exit(0)"),
+        ("import jobq\n\n@jobq.job\ndef sned(): ...\n", "module 'brokenapp' registers no job"),
+    ],
+)
+def test_enqueue_whose_module_fails_says_so_and_enqueues(
+    spool_path: Path, tmp_path: Path, source: str, says: str
 ) -> None:
-    (tmp_path / "brokenapp.py").write_text("import os\nos.environ['NO_SUCH_SETTING_HERE']\n")
-    made = run_jobq("enqueue", "brokenapp.send", "--spool", str(spool_path), cwd=tmp_path)
+    (tmp_path / "brokenapp.py").write_text(source)
+    made = run_jobq(
+        "enqueue", "brokenapp.send", "--kwargs", '{"self": 1}', "--spool", str(spool_path),
+        cwd=tmp_path,
+    )  # fmt: skip
     assert made.returncode == 0, made.stderr
     (note,) = made.stderr.splitlines()
-    assert note.startswith("jobq: note: app module 'brokenapp' raised KeyError while importing")
+    assert note.startswith(f"jobq: note: {says}"), note
     assert note.endswith("enqueued without its @job options")
     job_id = made.stdout.strip()
-    assert status(spool_path, job_id)["queue"] == "default"
+    info = status(spool_path, job_id)
+    assert (info["name"], info["queue"]) == ("brokenapp.send", "default")
+    job_file = next((spool_path / "queues" / "default" / "pending").iterdir())
+    assert json.loads(job_file.read_bytes())["kwargs"] == {"self": 1}
+
+
+def test_enqueue_checks_its_options_before_importing(spool_path: Path, tmp_path: Path) -> None:
+    (tmp_path / "loud.py").write_text("print('imported')\n")
+    made = run_jobq("enqueue", "loud.send", "--queue", "a/b", "--spool", str(spool_path),
+                    cwd=tmp_path)  # fmt: skip
+    assert_one_line_error(made, 2)
+    assert "imported" not in made.stderr
 
 
 def test_enqueue_with_delay_and_unregistered_name(spool_path: Path) -> None:
