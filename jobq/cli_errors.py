@@ -1,10 +1,10 @@
 """How the ``jobq`` command line fails: one line on stderr, never a traceback, and an exit code.
 
 Exit codes (DESIGN.md): 1 for a job or spool that is not there, a job that failed and a
-filesystem that refused; 2 for bad usage (an unknown command or option, a bad value, an app
-that does not import); 130 for Ctrl-C. Every line starts with ``jobq: ``. click's own usage
-errors would print the command's usage and a hint first: ``OneLineErrors`` folds them into the
-same one line, naming the ``--help`` that shows the usage.
+filesystem that refused; 2 for bad usage (an unknown command or option, a bad value, a
+worker's app that does not import); 130 for Ctrl-C. Every line starts with ``jobq: ``.
+click's own usage errors would print the command's usage and a hint first: ``OneLineErrors``
+folds them into the same one line, naming the ``--help`` that shows the usage.
 """
 
 from __future__ import annotations
@@ -20,15 +20,20 @@ import click
 
 from jobq.errors import ConfigurationError, JobNotFound, JobqError, SpoolError
 
-__all__ = ("OneLineErrors", "exit_for", "fail", "one_line_errors")
+__all__ = ("OneLineErrors", "exit_for", "fail", "one_line_errors", "say")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
-    """Print ``message`` as one ``jobq: `` line on stderr and exit with ``code``."""
-    # One line, whatever the message holds (an app's error may span several).
+def say(message: str) -> None:
+    """Print ``message`` on stderr as one ``jobq: `` line, whatever lines it holds (an app's
+    error may span several)."""
     click.echo("jobq: " + " ".join(message.split()), err=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """``say`` ``message`` and exit with ``code``."""
+    say(message)
     sys.exit(code)
 
 
@@ -81,24 +86,28 @@ def _os_error(exc: OSError) -> str:
     return f"{where}: {exc.strerror}" if where else exc.strerror
 
 
+#: click 8.2+ raises this for a bare ``jobq`` (8.1 prints the help and exits by itself).
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 class _UsageLine(click.UsageError):
     """A usage error shown as one ``jobq: `` line (exit 2, as click's)."""
 
     def show(self, file: IO[Any] | None = None) -> None:
-        click.echo("jobq: " + " ".join(self.format_message().split()), err=True)
+        say(self.format_message())
 
 
 @contextlib.contextmanager
 def _usage_on_one_line() -> Iterator[None]:
     try:
         yield
-    except click.exceptions.NoArgsIsHelpError:
+    except _NO_ARGS_IS_HELP:
         raise  # a bare ``jobq``: the help is what was asked for
     except click.UsageError as exc:
         if isinstance(exc, _UsageLine):
             raise
-        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-        raise _UsageLine(exc.format_message().rstrip(".") + hint) from None
+        path = exc.ctx.command_path if exc.ctx is not None else "jobq"
+        raise _UsageLine(f"{exc.format_message().rstrip('.')} (see '{path} --help')") from None
 
 
 class OneLineErrors(click.Group):

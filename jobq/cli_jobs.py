@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from jobq.cli_errors import one_line_errors
+from jobq.cli_errors import one_line_errors, say
 from jobq.cli_options import duration, job_id_of, json_arg, spool_for, spool_option
 from jobq.errors import JobNotFound
 from jobq.layout import FINISHED_STATES, INVALID
@@ -76,7 +76,7 @@ def _for_each_job(
             ok = action(checked)
             why = skipped if ok or isinstance(skipped, str) else skipped(checked)
         except JobNotFound as exc:
-            click.echo(f"jobq: {exc}", err=True)
+            say(str(exc))
             missing += 1
             continue
         click.echo(f"{job_id} {done if ok else why}")
@@ -133,8 +133,7 @@ def enqueue(
         spool, name, args, kwargs, queue=queue, delay=delay, priority=priority, retries=retries
     )
     if note is not None:
-        click.echo(f"jobq: note: {' '.join(note.split())}; enqueued without its @job options",
-                   err=True)  # fmt: skip
+        say(f"note: {note}; enqueued without its @job options")
     click.echo(handle.id)
 
 

@@ -71,7 +71,7 @@ def json_arg(text: str, kind: type, what: str) -> Any:
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint=what) from None
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint=f"'{what}'") from None
     if not isinstance(value, kind):
-        raise click.BadParameter(f"must be a JSON {kind.__name__}", param_hint=what)
+        raise click.BadParameter(f"must be a JSON {kind.__name__}", param_hint=f"'{what}'")
     return value

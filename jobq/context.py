@@ -40,7 +40,8 @@ class JobContext:
         name: the registered job name.
         queue: the queue it came from.
         attempt: 1 for the first start, 2 for the second, ...
-        log: a logger whose records go to this job's log file (``jobq logs JOB_ID``).
+        log: a logger whose records go to this job's log file (``jobq logs JOB_ID``) and to
+            the worker's stderr; also ``logger``. ``note`` writes to the job's log only.
     """
 
     id: str

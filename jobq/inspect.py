@@ -36,6 +36,7 @@ __all__ = (
     "job_info",
     "read_if_there",
     "require_spool",
+    "schedule_list",
     "spool_stats",
     "worker_list",
 )

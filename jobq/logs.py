@@ -183,7 +183,9 @@ def configure(
     if isinstance(level, str):
         number = logging.getLevelName(level.upper())
         if not isinstance(number, int):
-            raise ValueError(f"unknown log level {level!r}: use DEBUG, INFO, WARNING or ERROR")
+            raise ValueError(
+                f"unknown log level {level!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL"
+            )
         level = number
     out = stream if stream is not None else sys.stderr
     handler = logging.StreamHandler(out) if child is None else ChildHandler(out, child)

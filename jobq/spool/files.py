@@ -326,7 +326,7 @@ class FileOps:
 
         The lost-reply check must then match the very file, so the source's inode is read
         first; a source already gone is a lost race. A local filesystem loses no reply: the
-        rename's own ENOENT says that, and the stat (a syscall a claim or commit) is skipped.
+        rename's own ENOENT says that, and the stat (a syscall per commit) is skipped.
         """
         if not _replies_may_be_lost(self.root):
             return self.rename(src, dst, shared=True)
