@@ -81,7 +81,10 @@ def test_burst_mode_fails_an_unknown_job_at_once(spool_path: Path) -> None:
 async def test_an_unknown_job_fails_once_its_grace_is_over(
     spool_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    enqueued = CliRunner().invoke(cli, ["enqueue", "not.in.this.app", "--spool", str(spool_path)])
+    # The command blocks, as a shell's would: in a thread, off this test's event loop.
+    enqueued = await anyio.to_thread.run_sync(
+        CliRunner().invoke, cli, ["enqueue", "not.in.this.app", "--spool", str(spool_path)]
+    )
     assert enqueued.exit_code == 0, enqueued.output
     handle = jobq.Spool(spool_path).get(enqueued.output.strip())
     worker = jobq.Worker(spool_path, queues=["default"], unknown_grace=1.5)
