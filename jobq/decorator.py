@@ -8,7 +8,7 @@ the first enqueue), registers the function under its name (``jobq.registry``) an
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypedDict, TypeVar, overload
 
 import anyio
 
@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     import os
     from collections.abc import Callable, Coroutine
 
-__all__ = ("DEFAULTS", "JobDecorator", "Spool", "job")
+    from typing_extensions import Unpack
+
+__all__ = ("DEFAULTS", "JobDecorator", "JobDecoratorOptions", "Spool", "job")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -43,6 +45,22 @@ def _check_options(
     if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
         raise ConfigurationError(f"timeout must be seconds > 0 or None, got {timeout!r}")
     check_priority(priority)
+
+
+class JobDecoratorOptions(TypedDict, total=False):
+    """The options ``@job(...)`` and ``@spool.job(...)`` take besides ``name`` (see ``job``)."""
+
+    queue: str
+    retries: int
+    retry_delay: float
+    timeout: float | None
+    priority: int
+    cron: str | None
+    every: float | None
+    tz: str | None
+    max_running: int | None
+    rate_limit: str | None
+    result_ttl: float | None
 
 
 class JobDecorator(Protocol):
@@ -129,17 +147,7 @@ def job(func: Callable[P, T], /) -> JobFunction[P, T, T]: ...
 def job(
     *,
     name: str | None = None,
-    queue: str = "default",
-    retries: int = 0,
-    retry_delay: float = 1.0,
-    timeout: float | None = None,
-    priority: int = 0,
-    cron: str | None = None,
-    every: float | None = None,
-    tz: str | None = None,
-    max_running: int | None = None,
-    rate_limit: str | None = None,
-    result_ttl: float | None = None,
+    **options: Unpack[JobDecoratorOptions],
 ) -> JobDecorator: ...
 def job(
     func: Callable[..., Any] | None = None,
@@ -245,17 +253,7 @@ class Spool:
         /,
         *,
         name: str | None = None,
-        queue: str = "default",
-        retries: int = 0,
-        retry_delay: float = 1.0,
-        timeout: float | None = None,
-        priority: int = 0,
-        cron: str | None = None,
-        every: float | None = None,
-        tz: str | None = None,
-        max_running: int | None = None,
-        rate_limit: str | None = None,
-        result_ttl: float | None = None,
+        **options: Unpack[JobDecoratorOptions],
     ) -> JobDecorator: ...
     def job(
         self,
