@@ -4,8 +4,10 @@ Process A writes a 200-byte file, renames it into ``in/`` and waits; process B, 
 inotify on its event loop, renames it into ``out/``; A, woken the same way, has its answer.
 That is one create, two renames and two inotify wake-ups, about half of what a jobq round
 trip needs (publish; claim; read; record written and renamed twice; the record read back).
+``--wake thread`` has a daemon thread read the events and wake the loop
+(``call_soon_threadsafe``), as jobq's waiters did before their loops read the events themselves.
 
-    python benchmarks/file_pingpong.py [--dir /var/tmp] [--samples 500]
+    python benchmarks/file_pingpong.py [--dir /var/tmp] [--samples 500] [--wake loop|thread]
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import inotify_simple
@@ -25,8 +28,34 @@ import inotify_simple
 STOP = "stop"
 
 
+WAKE = "loop"  # --wake, given to both processes
+_arrived: dict[int, asyncio.Queue[list[inotify_simple.Event]]] = {}
+
+
+def _read_in_a_thread(inotify: inotify_simple.INotify, loop: asyncio.AbstractEventLoop) -> None:
+    queue = _arrived[inotify.fileno()]
+    while True:
+        try:
+            events = inotify.read()
+        except OSError:
+            return
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, events)
+        except RuntimeError:  # the loop has ended
+            return
+
+
 async def wait_moved(inotify: inotify_simple.INotify) -> list[inotify_simple.Event]:
-    """The next events of ``inotify``, waited for on the event loop (no thread)."""
+    """The next events of ``inotify``: read by the event loop itself, or by a thread that
+    then wakes the loop (``--wake thread``)."""
+    if WAKE == "thread":
+        if inotify.fileno() not in _arrived:
+            _arrived[inotify.fileno()] = asyncio.Queue()
+            reader = threading.Thread(
+                target=_read_in_a_thread, args=(inotify, asyncio.get_running_loop()), daemon=True
+            )
+            reader.start()
+        return await _arrived[inotify.fileno()].get()
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[None] = loop.create_future()
 
@@ -79,8 +108,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dir", default="/var/tmp")
     parser.add_argument("--samples", type=int, default=500)
+    parser.add_argument("--wake", choices=["loop", "thread"], default="loop")
     parser.add_argument("--bounce", help=argparse.SUPPRESS)  # runs process B in that directory
     args = parser.parse_args()
+    global WAKE
+    WAKE = args.wake
     if args.bounce:
         asyncio.run(bounce(args.bounce))
         return
@@ -88,7 +120,7 @@ def main() -> None:
     try:
         os.mkdir(os.path.join(base, "in"))
         os.mkdir(os.path.join(base, "out"))
-        other = subprocess.Popen([sys.executable, __file__, "--bounce", base])
+        other = subprocess.Popen([sys.executable, __file__, "--bounce", base, "--wake", args.wake])
         try:
             time.sleep(0.5)  # B has its watch
             took = sorted(asyncio.run(serve(base, args.samples))[10:])
@@ -96,7 +128,7 @@ def main() -> None:
             other.wait(timeout=10)
         p50 = statistics.median(took) * 1e6
         p99 = took[int(len(took) * 0.99)] * 1e6
-        print(f"{args.dir}: file round trip p50 {p50:.0f} µs, p99 {p99:.0f} µs")
+        print(f"{args.dir} ({args.wake}): file round trip p50 {p50:.0f} µs, p99 {p99:.0f} µs")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -208,6 +208,7 @@ def _get_hub() -> _Hub | None:
 # One hub per asyncio loop (closed once its loop is found closed, or collected) and per trio
 # run (closed by its system task when the run ends).
 _loop_hubs: weakref.WeakKeyDictionary[Any, _Hub] = weakref.WeakKeyDictionary()
+_loop_hubs_lock = threading.Lock()  # loops of several threads may look at once
 
 
 def _get_loop_hub() -> _Hub | None:
@@ -220,6 +221,11 @@ def _get_loop_hub() -> _Hub | None:
         loop = None
     if loop is None:
         return _get_trio_hub()
+    with _loop_hubs_lock:
+        return _asyncio_hub(loop)
+
+
+def _asyncio_hub(loop: asyncio.AbstractEventLoop) -> _Hub | None:
     hub = _loop_hubs.get(loop)
     if hub is not None and hub.pid == os.getpid() and not hub.closed:
         return hub
@@ -252,14 +258,15 @@ def _get_trio_hub() -> _Hub | None:
         return None
     if token is None:
         return None
-    hub = _loop_hubs.get(token)
-    if hub is not None and not hub.closed:
-        return hub
-    try:
-        hub = _Hub(nonblocking=True)
-    except OSError:
-        return None
-    _loop_hubs[token] = hub
+    with _loop_hubs_lock:
+        hub = _loop_hubs.get(token)
+        if hub is not None and not hub.closed:
+            return hub
+        try:
+            hub = _Hub(nonblocking=True)
+        except OSError:
+            return None
+        _loop_hubs[token] = hub
 
     async def read_until_the_run_ends(made: _Hub = hub) -> None:
         try:
