@@ -5,7 +5,7 @@ inotify on its event loop, renames it into ``out/``; A, woken the same way, has 
 That is one create, two renames and two inotify wake-ups, about half of what a jobq round
 trip needs (publish; claim; read; record written and renamed twice; the record read back).
 ``--wake thread`` has a daemon thread read the events and wake the loop
-(``call_soon_threadsafe``), as jobq's waiters did before their loops read the events themselves.
+(``call_soon_threadsafe``), as jobq's waiters are woken (``jobq.waiting``).
 
     python benchmarks/file_pingpong.py [--dir /var/tmp] [--samples 500] [--wake loop|thread]
 """

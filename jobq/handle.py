@@ -12,8 +12,7 @@ import anyio
 from jobq import admin, fileio, records
 from jobq.errors import DependencyFailed, JobCancelled, JobFailed
 from jobq.layout import CANCELLED, FAILED, FINISHED_STATES, JOB_SUFFIX
-from jobq.waiting import Wakeup, poll_backoff
-from jobq.watch import watching
+from jobq.waiting import Wakeup, poll_backoff, watching
 
 if TYPE_CHECKING:
     from jobq.spool import SpoolDir
@@ -87,10 +86,7 @@ class JobHandle(Generic[T]):
             with (
                 anyio.fail_after(timeout),
                 watching(
-                    self._record_dirs(),
-                    wake.raise_threadsafe,
-                    name=self._record_name,
-                    loop_wake=wake.raise_in_loop,
+                    self._record_dirs(), wake.raise_threadsafe, name=self._record_name
                 ) as live,
             ):
                 backoff = poll_backoff(live, first=0.0005, cap=0.05)

@@ -2,10 +2,9 @@
 polling always.
 
 An idle worker waits for job files to land in ``pending/`` (or ``scheduled/``), a waiting
-``result()`` for its record to land in ``done|failed|cancelled/Q/``. On Linux inotify turns
-those renames into wake-ups at once (``jobq.watch``: one instance per event loop, read by the
-loop itself, and one per process read by a daemon thread for everyone else); everywhere else,
-and whenever a watch cannot be set, the waiter polls.
+``result()`` for its record to land in ``done|failed|cancelled/Q/``. On Linux one inotify
+instance per process (read by one daemon thread) turns those renames into wake-ups at once;
+everywhere else, and whenever a watch cannot be set, the waiter polls.
 
 Polling stays the truth: inotify only reports changes made through this kernel, so on a
 network filesystem (NFS, GlusterFS, CephFS, any FUSE mount) a job published by another host
@@ -17,14 +16,19 @@ poll is only a slow safety net (``TRUSTED_POLL``); elsewhere the poll keeps its 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import functools
 import os
-from typing import TYPE_CHECKING
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable, Iterator
 
 try:  # Linux only; elsewhere every wait polls.
     import inotify_simple
@@ -42,6 +46,7 @@ __all__ = (
     "local_filesystem",
     "mount_of",
     "poll_backoff",
+    "watching",
 )
 
 #: Set to 1 to never use file events (poll only).
@@ -140,6 +145,190 @@ def local_filesystem(path: str) -> bool:
     return filesystem_type(path) in _LOCAL_FS
 
 
+# -- the process-wide watcher ---------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Subscriber:
+    wake: Callable[[], None]
+    name: str | None
+
+
+@dataclass(eq=False)
+class _Watch:
+    wd: int
+    subscribers: list[_Subscriber] = field(default_factory=list)
+    idle_since: float | None = None  # time.monotonic() when its last subscriber left
+
+
+#: Seconds a watch nobody waits on is kept for the next waiter: a loop of ``result()`` calls
+#: then neither removes nor sets up the kernel's watch of each directory on every call. It is
+#: removed by the first event that finds it idle longer; a quiet directory costs nothing.
+LINGER = 5.0
+
+
+class _Hub:
+    """One inotify instance and one daemon thread per process, shared by every waiter.
+
+    Sharing matters: the kernel allows 128 inotify instances per user by default, and a
+    thousand concurrent ``result()`` calls must not each hold a descriptor.
+    """
+
+    def __init__(self) -> None:
+        assert inotify_simple is not None
+        self.pid = os.getpid()
+        if getattr(inotify_simple, "_libc", None) is None:
+            # inotify_simple finds libc with ctypes.util.find_library, which runs
+            # `ldconfig -p` in a subprocess: 14-40 ms on the first wait of every process
+            # (a stalled event loop, a slower worker start). The C library is loaded already.
+            inotify_simple._libc = ctypes.CDLL(None, use_errno=True)
+        self._inotify: Any = inotify_simple.INotify()
+        self._mask = int(
+            inotify_simple.flags.MOVED_TO
+            | inotify_simple.flags.CLOSE_WRITE
+            | inotify_simple.flags.ONLYDIR
+        )
+        self._lock = threading.Lock()
+        self._watches: dict[int, _Watch] = {}
+        threading.Thread(target=self._read_forever, name="jobq-watch", daemon=True).start()
+
+    def close(self) -> None:
+        """Stop delivering (after a fork the thread is gone; the descriptor goes too)."""
+        with contextlib.suppress(OSError):
+            self._inotify.close()
+
+    def subscribe(self, directories: Iterable[str], sub: _Subscriber) -> list[_Watch] | None:
+        """Watch ``directories`` for ``sub``; None (and nothing kept) if any cannot be watched."""
+        taken: list[_Watch] = []
+        with self._lock:
+            for directory in directories:
+                try:
+                    # Of a directory watched already (a lingering watch) this returns its wd.
+                    wd = self._inotify.add_watch(directory, self._mask)
+                except OSError:  # missing directory, watch limit reached, no inotify here
+                    self._drop(taken, sub)
+                    return None
+                watch = self._watches.setdefault(wd, _Watch(wd))
+                watch.idle_since = None
+                watch.subscribers.append(sub)
+                taken.append(watch)
+        return taken
+
+    def unsubscribe(self, watches: list[_Watch], sub: _Subscriber) -> None:
+        """Forget ``sub``; a directory nobody waits on any more keeps its watch a while
+        (``LINGER``)."""
+        with self._lock:
+            self._drop(watches, sub)
+
+    def _drop(self, watches: list[_Watch], sub: _Subscriber) -> None:
+        # A watch left without subscribers lingers (see LINGER); the reader thread removes it
+        # when an event finds it idle for longer.
+        for watch in watches:
+            if sub in watch.subscribers:
+                watch.subscribers.remove(sub)
+            if not watch.subscribers:
+                watch.idle_since = time.monotonic()
+
+    def _forget(self, watch: _Watch, *, remove: bool) -> None:
+        if self._watches.get(watch.wd) is watch:
+            del self._watches[watch.wd]
+        if remove:
+            with contextlib.suppress(OSError):  # gone with its directory
+                self._inotify.rm_watch(watch.wd)
+
+    def _read_forever(self) -> None:
+        assert inotify_simple is not None
+        fd = self._inotify.fileno()
+        while True:
+            try:
+                data = os.read(fd, 65536)  # blocks without holding the GIL
+            except OSError:
+                return  # closed
+            self._dispatch(inotify_simple.parse_events(data))
+
+    def _dispatch(self, events: list[Any]) -> None:
+        assert inotify_simple is not None
+        overflow = inotify_simple.flags.Q_OVERFLOW
+        ignored = inotify_simple.flags.IGNORED
+        wakes: dict[Callable[[], None], None] = {}
+        with self._lock:
+            for event in events:
+                if event.mask & overflow:  # events were lost: everyone looks again
+                    for every in self._watches.values():
+                        wakes.update(dict.fromkeys(s.wake for s in every.subscribers))
+                    continue
+                watch = self._watches.get(event.wd)
+                if watch is None:
+                    continue
+                if event.mask & ignored:  # its directory is gone: waiters look (and poll)
+                    self._forget(watch, remove=False)
+                    wakes.update(dict.fromkeys(s.wake for s in watch.subscribers))
+                    continue
+                idle = watch.idle_since
+                if idle is not None and time.monotonic() - idle > LINGER:
+                    self._forget(watch, remove=True)
+                    continue
+                for sub in watch.subscribers:
+                    if sub.name is None or sub.name == event.name or not event.name:
+                        wakes[sub.wake] = None
+        for wake in wakes:
+            with contextlib.suppress(Exception):  # a waiter whose event loop has ended
+                wake()
+
+
+_hub: _Hub | None = None
+_hub_failed = False
+_hub_lock = threading.Lock()
+
+
+def _get_hub() -> _Hub | None:
+    global _hub, _hub_failed
+    with _hub_lock:
+        if _hub is not None and _hub.pid != os.getpid():  # forked: the thread stayed behind
+            _hub.close()
+            _hub, _hub_failed = None, False
+        if _hub is None and not _hub_failed:
+            try:
+                _hub = _Hub()
+            except OSError:  # no inotify instances left: poll
+                _hub_failed = True
+        return _hub
+
+
+@contextlib.contextmanager
+def watching(
+    directories: Iterable[str],
+    wake: Callable[[], None],
+    *,
+    name: str | None = None,
+    enabled: bool | None = None,
+) -> Iterator[bool]:
+    """Call ``wake()`` (from the watcher thread) when a file lands in one of ``directories``.
+
+    Subscribe *before* looking at the directories, then look, then wait: an event that comes
+    in between is not lost.
+
+    Args:
+        directories: directories to watch (not recursive).
+        wake: called from another thread; must be quick and thread-safe.
+        name: only files of this name wake (e.g. ``ID.json``).
+        enabled: force events on or off; default: on unless ``$JOBQ_NO_WATCH``.
+
+    Yields:
+        True if events are live and the filesystem is local, so that polling may slow down
+        to ``TRUSTED_POLL``; False if the caller must keep its fast poll.
+    """
+    dirs = list(directories)
+    hub = _get_hub() if events_enabled(enabled) and dirs else None
+    sub = _Subscriber(wake, name)
+    watches = hub.subscribe(dirs, sub) if hub is not None else None
+    try:
+        yield watches is not None and all(local_filesystem(d) for d in dirs)
+    finally:
+        if hub is not None and watches is not None:
+            hub.unsubscribe(watches, sub)
+
+
 # -- waking a task from the watcher thread --------------------------------------------------
 
 
@@ -179,10 +368,6 @@ class Wakeup:
             self._call_soon(self._raise)
         except RuntimeError:  # the loop has ended (trio's RunFinishedError is one too)
             self._in_flight = False
-
-    def raise_in_loop(self) -> None:
-        """Raise the flag from this event loop's own thread (a hub the loop reads itself)."""
-        self._raise()
 
     def _raise(self) -> None:
         self._in_flight = False

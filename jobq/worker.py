@@ -36,8 +36,7 @@ from jobq.settle import Attempt, Settler
 from jobq.slots import Slots
 from jobq.spool import SpoolDir
 from jobq.unknown import UnknownJobs, unknown_job_error
-from jobq.waiting import Wakeup, poll_backoff
-from jobq.watch import watching
+from jobq.waiting import Wakeup, poll_backoff, watching
 
 if TYPE_CHECKING:
     import os
@@ -264,12 +263,7 @@ class Worker:
         slot alone does not start another scan; a file event, the poll or a due time does.
         """
         wake = Wakeup(on_raise=self._file_event)
-        with watching(
-            self._watched_dirs(),
-            wake.raise_threadsafe,
-            enabled=self.watch,
-            loop_wake=wake.raise_in_loop,
-        ) as live:
+        with watching(self._watched_dirs(), wake.raise_threadsafe, enabled=self.watch) as live:
             self._claimer.backlog.events_trusted = live
             # Trusted events leave polling as a slow safety net; else polling is how we learn.
             idle = poll_backoff(live, first=0.001, cap=0.1)

@@ -20,7 +20,7 @@ import jobq
 import jobq.backlog
 import jobq.claiming
 import jobq.inline
-from jobq import waiting, watch
+from jobq import waiting
 from jobq.spool import Finish, SpoolDir
 
 if TYPE_CHECKING:
@@ -126,16 +126,16 @@ async def test_polling_alone_runs_everything(
 ) -> None:
     if how == "env":
         monkeypatch.setenv(waiting.NO_WATCH_ENV, "1")
-    watch_option = None if how == "env" else False
+    watch = None if how == "env" else False
     subscribed: list[object] = []
-    real = watch._Hub.subscribe
+    real = waiting._Hub.subscribe
 
-    def counting(hub: watch._Hub, *args: Any) -> Any:
+    def counting(hub: waiting._Hub, *args: Any) -> Any:
         subscribed.append(args)
         return real(hub, *args)
 
-    monkeypatch.setattr(watch._Hub, "subscribe", counting)
-    worker = jobq.Worker(concurrency=3, watch=watch_option)
+    monkeypatch.setattr(waiting._Hub, "subscribe", counting)
+    worker = jobq.Worker(concurrency=3, watch=watch)
     async with anyio.create_task_group() as tg:
         await _serve(tg, worker)
         handles = [await square.enqueue(x) for x in range(10)]
@@ -292,7 +292,7 @@ def test_a_waiter_is_woken_in_a_directory_made_again(tmp_path: Path, no_poll: No
     for round_ in range(3):
         box.mkdir()
         woke = threading.Event()
-        with watch.watching([str(box)], woke.set) as live:
+        with waiting.watching([str(box)], woke.set) as live:
             assert live
             (box / f"f{round_}").write_text("x")
             assert woke.wait(5), f"round {round_}: no wake-up"
@@ -305,12 +305,12 @@ def test_an_idle_watch_is_dropped_after_it_lingered(
 ) -> None:
     if not _events_here(tmp_path):
         pytest.skip("no inotify on this filesystem")
-    monkeypatch.setattr(watch, "LINGER", 0.0)
-    hub = watch._get_hub()
+    monkeypatch.setattr(waiting, "LINGER", 0.0)
+    hub = waiting._get_hub()
     assert hub is not None
     before = set(hub._watches)
     woke = threading.Event()
-    with watch.watching([str(tmp_path)], woke.set):
+    with waiting.watching([str(tmp_path)], woke.set):
         watched = set(hub._watches) - before
         assert watched
         (tmp_path / "a").write_text("x")
@@ -344,53 +344,3 @@ async def test_inline_scans_that_claim_one_job_each_drain_everything(
     assert sorted(ran) == list(range(30))
     assert [await h.result(timeout=5) for h in handles] == [x * x for x in range(30)]
     assert _leftovers(spool_path) == []
-
-
-async def test_an_event_loop_reads_its_own_events(tmp_path: Path, no_poll: None) -> None:
-    """On an event loop the wake-up comes from the loop itself: no hop from a thread."""
-    if not _events_here(tmp_path):
-        pytest.skip("no inotify on this filesystem")
-    wake = waiting.Wakeup()
-    woken_on: list[object] = []
-
-    def in_loop() -> None:
-        woken_on.append(threading.get_ident())
-        wake.raise_in_loop()
-
-    with watch.watching(
-        [str(tmp_path)], lambda: woken_on.append("a thread"), loop_wake=in_loop
-    ) as live:
-        assert live
-        (tmp_path / "f").write_text("x")
-        with anyio.fail_after(5):
-            while not wake.raised:
-                await wake.wait(1.0)
-    assert woken_on == [threading.get_ident()]
-
-
-def _inotify_descriptors() -> int:
-    fds = os.listdir("/proc/self/fd")
-    return sum(os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify" for fd in fds
-               if os.path.exists(f"/proc/self/fd/{fd}"))  # fmt: skip
-
-
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_event_loops_that_end_leave_no_inotify_instances(
-    tmp_path: Path, no_poll: None, backend: str
-) -> None:
-    """The kernel allows 128 instances per user: each loop's own must go with the loop."""
-    if not _events_here(tmp_path):
-        pytest.skip("no inotify on this filesystem")
-
-    async def one_wait(round_: int) -> None:
-        wake = waiting.Wakeup()
-        with watch.watching([str(tmp_path)], lambda: None, loop_wake=wake.raise_in_loop):
-            (tmp_path / f"f{round_}").write_text("x")
-            with anyio.fail_after(5):
-                while not wake.raised:
-                    await wake.wait(1.0)
-
-    before = _inotify_descriptors()
-    for round_ in range(30):
-        anyio.run(one_wait, round_, backend=backend)
-    assert _inotify_descriptors() <= before + 1  # at most the last asyncio loop's, until the next
