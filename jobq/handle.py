@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 import anyio
 
 from jobq import admin, fileio, records
-from jobq.errors import DependencyFailed, JobCancelled, JobFailed
+from jobq.errors import DependencyFailed, JobCancelled, JobFailed, JobNotFound
 from jobq.layout import CANCELLED, FAILED, FINISHED_STATES, JOB_SUFFIX
 from jobq.waiting import Wakeup, poll_backoff, watching
 
@@ -23,6 +23,11 @@ T = TypeVar("T")
 
 #: Seconds between a waiting ``result()``'s looks in ``invalid/`` for a quarantined job.
 INVALID_LOOK_INTERVAL = 1.0
+
+#: Seconds between a waiting ``result()``'s looks for its job anywhere in the spool; missed in
+#: two looks in a row, the job is gone (purged, its record expired): ``JobNotFound``. Two, so
+#: that a job caught between two directories is not taken for gone.
+GONE_LOOK_INTERVAL = 5.0
 
 
 class JobHandle(Generic[T]):
@@ -79,6 +84,8 @@ class JobHandle(Generic[T]):
                 Also when its file was quarantined (a corrupt job file, an outcome record a
                 power cut damaged): then ``error_type`` is ``jobq.Quarantined``.
             JobCancelled: the job was cancelled.
+            JobNotFound: the job is gone from the spool (purged, or its record expired
+                before it was read; see ``GONE_LOOK_INTERVAL``).
             TimeoutError: the job did not finish within ``timeout``.
         """
         wake = Wakeup()
@@ -91,12 +98,17 @@ class JobHandle(Generic[T]):
             ):
                 backoff = poll_backoff(live, first=0.0005, cap=0.05)
                 last_look = [-math.inf]
+                gone = _Gone()
                 while True:
                     wake.clear()
                     found = self._poll(last_look)
                     if found is not None:
                         return self._unwrap(*found)
-                    await wake.wait(backoff.next())
+                    if gone.due():  # listings: in a thread
+                        if gone.looked(await anyio.to_thread.run_sync(self._nowhere)):
+                            raise self._gone_error()
+                        continue  # the record may have landed meanwhile: look again first
+                    await wake.wait(min(backoff.next(), gone.left()))
         except TimeoutError:
             raise TimeoutError(f"job {self.id} did not finish within {timeout:g} s") from None
 
@@ -107,18 +119,39 @@ class JobHandle(Generic[T]):
         with watching(self._record_dirs(), wake.set, name=self._record_name) as live:
             backoff = poll_backoff(live, first=0.0005, cap=0.05)
             last_look = [-math.inf]
+            gone = _Gone()
             while True:
                 wake.clear()
                 found = self._poll(last_look)
                 if found is not None:
                     return self._unwrap(*found)
-                pause = backoff.next()
+                if gone.due():
+                    if gone.looked(self._nowhere()):
+                        raise self._gone_error()
+                    continue
+                pause = min(backoff.next(), gone.left())
                 if deadline is not None:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise TimeoutError(f"job {self.id} did not finish within {timeout:g} s")
                     pause = min(pause, left)
                 wake.wait(pause)
+
+    def _nowhere(self) -> bool:
+        """Whether the job is nowhere in the spool: neither waiting, running, finished nor
+        quarantined (an unanswered look counts as found)."""
+        try:
+            admin.locate(self._spool, self.id)
+        except JobNotFound:
+            return True
+        except OSError:
+            return False
+        return False
+
+    def _gone_error(self) -> JobNotFound:
+        return JobNotFound(
+            f"job {self.id} is gone from spool {self._spool.root} (purged, or its record expired)"
+        )
 
     @property
     def _record_name(self) -> str:
@@ -217,3 +250,25 @@ class JobHandle(Generic[T]):
                 return f.read().decode("utf-8", errors="replace")
         except FileNotFoundError:
             return ""
+
+
+class _Gone:
+    """When a waiting ``result()`` looks whether its job still exists, and what it concludes."""
+
+    def __init__(self) -> None:
+        self._next = time.monotonic() + GONE_LOOK_INTERVAL
+        self._misses = 0
+
+    def due(self) -> bool:
+        """Whether it is time for a look."""
+        return time.monotonic() >= self._next
+
+    def left(self) -> float:
+        """Seconds until the next look."""
+        return max(0.0, self._next - time.monotonic())
+
+    def looked(self, nowhere: bool) -> bool:
+        """Count a look; True (gone) at the second miss in a row."""
+        self._next = time.monotonic() + GONE_LOOK_INTERVAL
+        self._misses = self._misses + 1 if nowhere else 0
+        return self._misses >= 2

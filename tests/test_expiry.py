@@ -9,11 +9,13 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+import anyio
 import pytest
 from apps import e2e, workflows
 from conftest import run_jobq
 
 import jobq
+import jobq.handle
 from jobq.expiry import expire_due
 
 if TYPE_CHECKING:
@@ -38,6 +40,35 @@ async def test_a_done_record_is_kept_for_its_ttl_and_removed_after(spool_path: P
     assert not record.exists()
     with pytest.raises(jobq.JobNotFound):
         await handle.state()
+
+
+@pytest.fixture
+def quick_gone_looks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A waiting result() looks for its job anywhere every 0.2 s instead of every 5 s."""
+    monkeypatch.setattr(jobq.handle, "GONE_LOOK_INTERVAL", 0.2)
+
+
+async def test_result_of_a_job_whose_record_expired_raises_job_not_found(
+    spool_path: Path, quick_gone_looks: None
+) -> None:
+    handle = await workflows.brief.enqueue(7)
+    await jobq.Worker(spool_path).run(burst=True)
+    assert expire_due(jobq.Spool(spool_path).dir, now=time.time() + 1.5) == 1
+    with pytest.raises(jobq.JobNotFound, match="gone"):
+        await handle.result(timeout=10)
+    with pytest.raises(jobq.JobNotFound, match="gone"):
+        await anyio.to_thread.run_sync(handle.result_sync, 10.0)
+
+
+async def test_result_of_a_job_still_to_run_is_never_taken_for_gone(
+    spool_path: Path, quick_gone_looks: None
+) -> None:
+    waiting = await workflows.brief.enqueue(1)  # no worker: pending all along
+    with pytest.raises(TimeoutError):
+        await waiting.result(timeout=1.0)
+    with pytest.raises(TimeoutError):
+        await anyio.to_thread.run_sync(waiting.result_sync, 1.0)
+    assert await waiting.state() == "pending"
 
 
 def test_a_worker_removes_expired_records_in_housekeeping(
