@@ -14,7 +14,7 @@ import click
 from jobq.cli_errors import one_line_errors, say
 from jobq.cli_options import duration, job_id_of, json_arg, spool_for, spool_option
 from jobq.errors import JobNotFound
-from jobq.layout import FINISHED_STATES, INVALID
+from jobq.layout import CANCELLED, FINISHED_STATES, INVALID
 from jobq.names import check_queue
 
 if TYPE_CHECKING:
@@ -55,31 +55,42 @@ def retry(
             )
         return "not dead (nothing to retry)"
 
-    _for_each_job(spool, job_ids, lambda i: admin.retry_job(spool, i), "requeued", not_retried)
+    def requeued(job_id: str) -> str:
+        # A job that runs after= others is cancelled again at once while one of them stays
+        # failed or cancelled: say so rather than report a retry that did not take.
+        if admin.job_state(spool, job_id) == CANCELLED:
+            return (
+                "requeued, but cancelled again at once: a job it runs after (after=) is failed "
+                "or cancelled; retry that one first"
+            )
+        return "requeued"
+
+    _for_each_job(spool, job_ids, lambda i: admin.retry_job(spool, i), requeued, not_retried)
 
 
 def _for_each_job(
     spool: SpoolDir,
     job_ids: tuple[str, ...],
     action: Callable[[str], bool],
-    done: str,
+    done: str | Callable[[str], str],
     skipped: str | Callable[[str], str],
 ) -> None:
     """Apply ``action`` to each id, one line each; exit 1 after all if any id was unknown.
 
-    ``skipped`` says why ``action`` returned False (a function of the id where that varies).
+    ``done`` says what became of a job ``action`` returned True for, ``skipped`` why it
+    returned False (each a function of the id where that varies).
     """
     missing = 0
     for job_id in job_ids:
         try:
             checked = job_id_of(spool, job_id)
-            ok = action(checked)
-            why = skipped if ok or isinstance(skipped, str) else skipped(checked)
+            said = done if action(checked) else skipped
+            line = said if isinstance(said, str) else said(checked)
         except JobNotFound as exc:
             say(str(exc))
             missing += 1
             continue
-        click.echo(f"{job_id} {done if ok else why}")
+        click.echo(f"{job_id} {line}")
     if missing:
         sys.exit(1)
 

@@ -131,8 +131,14 @@ async def test_retrying_a_dependency_does_not_resurrect_dependents_but_retrying_
     assert run_jobq("retry", a.id, "--spool", str(spool_path)).returncode == 0
     await jobq.Worker(spool_path).run(burst=True)
     assert await b.state() == "cancelled"
-    # Retrying b re-checks its dependency: still failed, so b is cancelled again.
-    assert run_jobq("retry", b.id, "--spool", str(spool_path)).returncode == 0
+    # Retrying b re-checks its dependency: still failed, so b is cancelled again, and the
+    # command says so rather than report a plain requeue.
+    retried = run_jobq("retry", b.id, "--spool", str(spool_path))
+    assert retried.returncode == 0, retried.stderr
+    assert retried.stdout == (
+        f"{b.id} requeued, but cancelled again at once: a job it runs after (after=) is failed "
+        "or cancelled; retry that one first\n"
+    )
     assert await b.state() == "cancelled"
     # Once the dependency is done, retrying b runs it.
     done_a = await workflows.step.enqueue("a2")
