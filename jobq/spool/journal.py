@@ -281,9 +281,7 @@ class Journal:
                 if any(self._lines):
                     files._syncfs(self._fds[0])
             except OSError:
-                for fd in self._fds:  # a worker collects them: mends, syncs, removes
-                    os.close(fd)
-                self._fds = []
+                self._abandon()  # a worker collects them: mends, syncs, removes
                 return
             self._discard()
 

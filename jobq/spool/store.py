@@ -11,6 +11,7 @@ import errno
 import fcntl
 import os
 import time
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -29,6 +30,9 @@ from jobq.spool.commits import Commits
 from jobq.spool.files import DIR_MODE, FILE_MODE, list_names, translated
 from jobq.spool.jobs import Claimed
 from jobq.spool.publish import Publishing
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Container, Iterator
 
 __all__ = ("SpoolDir",)
 
@@ -87,25 +91,33 @@ class SpoolDir(Publishing, Commits):
 
     def find_waiting(self, job_id: str) -> tuple[str, Claimed] | None:
         """Find a pending, scheduled, waiting or running job: its state and where, or None."""
-        marker = f"-{job_id}-"
+        marker = f"-{job_id}-"  # a substring test first: parsing every name costs 40x more
+        found = self._unfinished(lambda name: marker in name, {job_id})
+        return next(found, None)
+
+    def _unfinished(
+        self, may_be: Callable[[str], bool], job_ids: Container[str]
+    ) -> Iterator[tuple[str, Claimed]]:
+        """The pending, scheduled, waiting and running job files of ``job_ids``: (state,
+        where), queue by queue, then worker by worker; ``may_be`` passes the file names worth
+        parsing."""
         for queue in self.queues():
-            for filename in list_names(self.pending_dir(queue)):
-                if marker in filename:
-                    path = os.path.join(self.pending_dir(queue), filename)
-                    return L.PENDING, Claimed(queue, JobFileName.parse(filename), path)
-            for filename in list_names(self.scheduled_dir(queue)):
-                if marker in filename:
-                    path = os.path.join(self.scheduled_dir(queue), filename)
-                    return L.SCHEDULED, Claimed(queue, parse_scheduled(filename)[1], path)
-            for filename in list_names(self.waiting_dir(queue)):
-                if marker in filename:
-                    path = os.path.join(self.waiting_dir(queue), filename)
-                    return L.WAITING, Claimed(queue, JobFileName.parse(filename), path)
+            for state, directory, parse in (
+                (L.PENDING, self.pending_dir(queue), JobFileName.parse),
+                (L.SCHEDULED, self.scheduled_dir(queue), lambda n: parse_scheduled(n)[1]),
+                (L.WAITING, self.waiting_dir(queue), JobFileName.parse),
+            ):
+                for filename in list_names(directory):
+                    if not may_be(filename):
+                        continue
+                    with contextlib.suppress(InvalidName):
+                        name = parse(filename)
+                        if name.job_id in job_ids:
+                            yield state, Claimed(queue, name, os.path.join(directory, filename))
         for worker_id in self.running_workers():
             for held in self.running_jobs(worker_id):
-                if held.job_id == job_id:
-                    return L.RUNNING, held
-        return None
+                if held.job_id in job_ids:
+                    yield L.RUNNING, held
 
     def requeue_record(self, record: str, job: Job, name: JobFileName) -> bool:
         """Put a dead job (a failed or cancelled record) back to pending as ``name``.
@@ -309,7 +321,7 @@ class SpoolDir(Publishing, Commits):
         """
         unsettled, absent_before = set(jobs), set[str]()
         for _ in range(3):
-            found = self._job_files_of(unsettled)
+            found = [(h.job_id, h.path) for _, h in self._unfinished(lambda _: True, unsettled)]
             absent = unsettled - {job_id for job_id, _ in found}
             for job_id, path in found:
                 try:
@@ -340,25 +352,6 @@ class SpoolDir(Publishing, Commits):
             self.read_job(path, job_id)  # mends it if it is empty, torn or not its job
         elif not journal.mend_file(path, line):
             raise FileNotFoundError(errno.ENOENT, "moved meanwhile", path)
-
-    def _job_files_of(self, job_ids: set[str]) -> list[tuple[str, str]]:
-        """Where the job files of ``job_ids`` are: (job id, path), one listing a directory."""
-        found: list[tuple[str, str]] = []
-        for queue in self.queues():
-            for directory, parse in (
-                (self.pending_dir(queue), JobFileName.parse),
-                (self.waiting_dir(queue), JobFileName.parse),
-                (self.scheduled_dir(queue), lambda name: parse_scheduled(name)[1]),
-            ):
-                for filename in list_names(directory):
-                    with contextlib.suppress(InvalidName):
-                        if (job_id := parse(filename).job_id) in job_ids:
-                            found.append((job_id, os.path.join(directory, filename)))
-        for worker_id in self.running_workers():
-            found += [
-                (h.job_id, h.path) for h in self.running_jobs(worker_id) if h.job_id in job_ids
-            ]
-        return found
 
     def _readable_record(self, path: str, job_id: str) -> bool:
         """Whether the record (or bare job file) at ``path`` reads, after completing a commit
