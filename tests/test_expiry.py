@@ -60,6 +60,22 @@ async def test_result_of_a_job_whose_record_expired_raises_job_not_found(
         await anyio.to_thread.run_sync(handle.result_sync, 10.0)
 
 
+async def test_result_on_a_spool_that_does_not_answer_keeps_waiting(
+    spool_path: Path, quick_gone_looks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A look that fails (a cut network mount) is no evidence that the job is gone."""
+    handle = await workflows.brief.enqueue(7)
+    await jobq.Worker(spool_path).run(burst=True)
+    assert expire_due(jobq.Spool(spool_path).dir, now=time.time() + 1.5) == 1
+
+    def unreachable(*args: object) -> None:
+        raise OSError(107, "Transport endpoint is not connected")
+
+    monkeypatch.setattr(jobq.handle.admin, "locate", unreachable)
+    with pytest.raises(TimeoutError):
+        await handle.result(timeout=1.0)
+
+
 async def test_result_of_a_job_still_to_run_is_never_taken_for_gone(
     spool_path: Path, quick_gone_looks: None
 ) -> None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import fault_app
 import pytest
+from conftest import wait_for
 
 from jobq import layout
 
@@ -81,18 +82,6 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
         if proc.popen.poll() is None:
             proc.popen.kill()  # SIGKILL also ends a stopped process
             proc.popen.wait()
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def records(spool: Path, state: str, queue: str = "default") -> dict[str, dict[str, Any]]:

@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 from apps import e2e
-from conftest import DEAD_WORKER, TESTS, claimed_by_dead_worker, die_mid_commit, run_jobq
+from conftest import (
+    DEAD_WORKER,
+    TESTS,
+    claimed_by_dead_worker,
+    die_mid_commit,
+    run_jobq,
+    wait_for,
+)
 from test_power_loss import PowerCut, jobq_json, touch_back
 
 import jobq
@@ -58,15 +65,6 @@ def journal_lines(spool: Path) -> list[dict[str, object]]:
 def job_files(spool: Path) -> list[Path]:
     """Every job file in a queue (pending, scheduled, waiting)."""
     return sorted((spool / "queues").glob("*/*/*.json"))
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    """Poll ``condition`` until it holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 PRODUCER = """
