@@ -15,6 +15,7 @@ from apps import e2e, workflows
 from conftest import run_jobq
 
 import jobq
+import jobq.admin
 import jobq.handle
 from jobq.expiry import expire_due
 
@@ -71,7 +72,7 @@ async def test_result_on_a_spool_that_does_not_answer_keeps_waiting(
     def unreachable(*args: object) -> None:
         raise OSError(107, "Transport endpoint is not connected")
 
-    monkeypatch.setattr(jobq.handle.admin, "locate", unreachable)
+    monkeypatch.setattr(jobq.admin, "locate", unreachable)
     with pytest.raises(TimeoutError):
         await handle.result(timeout=1.0)
 
